@@ -1,0 +1,211 @@
+"""The ``secpref-guard`` command line (see the README and the public interface)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from . import engine
+from .client import ApiError, ImsClient
+from .config import ConfigError, GuardConfig, load_config
+from .credentials import CredentialsError, resolve
+from .logs import configure, redact
+
+EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
+KNOWN_ERRORS = (ConfigError, CredentialsError, ApiError, engine.VerificationError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("--debug", action="store_true",
+                        help="debug logs and a traceback on errors")
+
+    parser = argparse.ArgumentParser(
+        prog="secpref-guard",
+        description="Keep the account's RAM security preferences on the baseline.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check", parents=[common],
+                   help="compare the live preference with the baseline (exit 2 on drift)")
+    sub.add_parser("enforce", parents=[common],
+                   help="revert drift with SetSecurityPreference and verify it")
+
+    invoke = sub.add_parser("invoke", parents=[common],
+                            help="run a Function Compute handler locally with an event file")
+    invoke.add_argument("handler", help="as written in template.yml, e.g. scheduled.handler")
+    invoke.add_argument("event_file", help="the trigger's event, passed to the handler as bytes")
+    invoke.add_argument("--functions-dir", default=None,
+                        help="where the handler files are (default: ./functions)")
+
+    emulator = sub.add_parser("emulator", parents=[common],
+                              help="serve the local IMS emulator over HTTP until stopped")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--access-key-id", default="test-key-id")
+    emulator.add_argument("--access-key-secret", default="test-key-secret")
+    emulator.add_argument("--account", default=None, help="the account the key pair belongs to")
+    emulator.add_argument("--omitted", choices=("reset", "keep"), default="reset",
+                          help="what SetSecurityPreference does to omitted fields")
+    emulator.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                          help="start with this field changed (API field name), e.g. "
+                               "AllowUserToManageAccessKeys=true; repeatable")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # The table (or JSON) on stdout is the CLI's output; JSON log lines on stderr only for errors
+    # unless GUARD_LOG_LEVEL or --debug asks for more.
+    configure("DEBUG" if args.debug else os.environ.get("GUARD_LOG_LEVEL", "ERROR"))
+    try:
+        if args.command in ("check", "enforce"):
+            return _check_or_enforce(args)
+        if args.command == "invoke":
+            return _invoke(args)
+        if args.command == "emulator":
+            return _emulator(args)
+    except KNOWN_ERRORS as exc:
+        return _fail(args, exc)
+    except Exception as exc:  # an unexpected failure still gets one clear line
+        return _fail(args, exc)
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+    message = redact(str(exc)) or type(exc).__name__
+    if not isinstance(exc, KNOWN_ERRORS):
+        message = f"{type(exc).__name__}: {message}"
+    if args.debug:
+        traceback.print_exc()
+    if args.json:
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": message}
+        if isinstance(exc, ApiError):
+            error.update(exc.as_dict())
+        if isinstance(exc, ConfigError):
+            error["variable"] = exc.variable
+        print(json.dumps({"status": "error", "reason": message, "error": error}))
+    print(f"secpref-guard: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+# --- check / enforce -----------------------------------------------------------------------
+
+
+def _check_or_enforce(args: argparse.Namespace) -> int:
+    config = load_config()
+    client = ImsClient(config.settings.ims_endpoint, resolve(None))
+    write = args.command == "enforce"
+    outcome = engine.run(client, config, write=write)
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+    else:
+        print(render_outcome(outcome, config))
+    if outcome.status in ("compliant", "reverted"):
+        return EXIT_OK
+    if outcome.status == "drift":
+        return EXIT_DRIFT
+    return EXIT_ERROR
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "(absent)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value) if value else "(none)"
+    return str(value)
+
+
+def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
+    """A readable before/after table of the drift."""
+    pinned = len(config.baseline)
+    head = {
+        "compliant": f"compliant: all {pinned} baseline fields match",
+        "reverted": f"reverted {sum(d.action == 'revert' for d in outcome.drift)} field(s); "
+                    "verified with a fresh read",
+        "drift": f"drift in {len(outcome.drift)} of {pinned} baseline fields",
+        "contested": "contested: nothing written",
+    }.get(outcome.status, outcome.status)
+    lines = [f"account {outcome.account} ({outcome.mode}): {head}"]
+    if outcome.drift:
+        rows = [("field", "actual", "expected", "action", "expected from")]
+        for d in outcome.drift:
+            item = d.as_dict()
+            rows.append((d.field, _text(item["actual"]), _text(item["expected"]), d.action,
+                         d.source))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for i, row in enumerate(rows):
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            if i == 0:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+        notes = [f"  {d.field}: {d.note}" for d in outcome.drift if d.note]
+        lines.extend(notes)
+    if outcome.reason and outcome.status != "compliant":
+        lines.append(f"reason: {outcome.reason}")
+    lines.append(f"api calls: {outcome.api_calls}")
+    return "\n".join(lines)
+
+
+# --- invoke --------------------------------------------------------------------------------
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from .local import invoke_handler
+
+    result = invoke_handler(args.handler, args.event_file, functions_dir=args.functions_dir)
+    print(result if isinstance(result, str) else json.dumps(result))
+    return EXIT_OK
+
+
+# --- emulator ------------------------------------------------------------------------------
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from .emulator import DEFAULT_ACCOUNT, Emulator, ImsBackend, make_server
+
+    account = args.account or DEFAULT_ACCOUNT
+    emulator = Emulator(ims=ImsBackend(omitted=args.omitted))
+    emulator.add_key(args.access_key_id, args.access_key_secret, account)
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+        try:
+            emulator.ims.put(account, **{name.strip(): value})
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"--set {item!r}: {exc}") from None
+    server = make_server(emulator, args.host, args.port)
+    endpoint = f"http://{args.host}:{server.server_address[1]}"
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    if args.json:
+        print(json.dumps({"status": "serving", "endpoint": endpoint, "account": account,
+                          "omitted": args.omitted}), flush=True)
+    else:
+        print(f"IMS emulator serving {endpoint} (account {account}, omitted fields "
+              f"{args.omitted}); Ctrl-C stops it", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.captureWarnings(True)
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Alibaba Cloud RPC calls through aliyun-python-sdk-core, made safe to rely on.
+
+What the SDK does by default and this module undoes (see the API reference):
+- ``CommonRequest`` speaks plain http: the endpoint is always given with its scheme
+  (https unless configured for a loopback emulator);
+- with ALIYUN_ACCESS_KEY_ID/SECRET in the environment the SDK silently signs with them when it
+  is handed a credential object: the key pair is passed to ``AcsClient`` directly (which the SDK
+  honours before the environment) and the STS token is added as the ``SecurityToken`` parameter,
+  exactly where the SDK's STS signer would put it;
+- no retries for IMS: the SDK's hidden retry is off and throttling, 5xx, timeouts and
+  connection errors are retried here with exponential backoff and jitter, bounded in count and
+  in total time;
+- secrets in logs and errors: the SDK's loggers are silenced and every error message that
+  leaves this module is stripped of query strings and registered secrets;
+- a malformed ``SignatureDoesNotMatch`` makes the SDK raise ``IndexError``: caught here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import CommonRequest
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from . import fields as F
+from .credentials import Credentials
+from .logs import redact, silence_sdk_loggers
+
+IMS_VERSION = "2019-08-15"
+RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "Throttling.User",
+        "Throttling.Api",
+        "Throttling.Concurrent",
+        "ServiceUnavailable",
+        "InternalError",
+        "SDK.HttpError",
+        "SDK.TimeoutError",
+        "SDK.UnknownServerError",
+    }
+)
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_QUERY = re.compile(r"\?[^\s'\")]*")
+_STRING_TO_SIGN = re.compile(r"(string to sign is:).*", re.DOTALL)
+
+
+class ApiError(Exception):
+    """An API call that failed: the service's code, message, HTTP status and request id."""
+
+    def __init__(
+        self,
+        action: str,
+        code: str,
+        message: str,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.action = action
+        self.code = code
+        self.message = _clean(message)
+        self.http_status = http_status
+        self.request_id = request_id
+        self.attempts = attempts
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        text = f"{self.action} failed: {self.code}: {self.message}"
+        details = []
+        if self.http_status:
+            details.append(f"HTTP {self.http_status}")
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        if self.attempts > 1:
+            details.append(f"after {self.attempts} attempts")
+        return f"{text} ({', '.join(details)})" if details else text
+
+    @property
+    def retryable(self) -> bool:
+        if self.code.startswith(("InvalidParameter", "MissingParameter", "NoPermission",
+                                 "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                 "InvalidSecurityToken", "EntityNotExist")):
+            return False
+        return self.code in RETRYABLE_CODES or (self.http_status or 0) in RETRYABLE_STATUSES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "code": self.code,
+            "message": self.message,
+            "http_status": self.http_status,
+            "request_id": self.request_id,
+            "attempts": self.attempts,
+        }
+
+
+def _clean(message: str) -> str:
+    """No signed URL, token or secret leaves this module in an error message."""
+    text = _STRING_TO_SIGN.sub(r"\1<removed>", str(message))
+    return redact(_QUERY.sub("?<query removed>", text))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    total_seconds: float = 20.0  # well inside a 60 s function timeout
+    initial_wait: float = 0.2
+    max_wait: float = 4.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+
+@dataclass
+class CallLog:
+    """What a client did: for results, logs and the benchmark."""
+
+    calls: int = 0
+    request_ids: list[str] = field(default_factory=list)
+
+
+class RpcClient:
+    """Signed RPC calls to one endpoint and API version, with retries and clean errors."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        version: str,
+        credentials: Credentials,
+        *,
+        retry: RetryPolicy | None = None,
+        connect_timeout: int = 5,
+        read_timeout: int = 10,
+        region_id: str = "cn-hangzhou",
+    ) -> None:
+        if "://" not in endpoint:
+            raise ValueError(f"endpoint needs a scheme (https://...), got {endpoint!r}")
+        self.endpoint = endpoint.rstrip("/")
+        self.version = version
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.log = CallLog()
+        silence_sdk_loggers()
+        self._acs = AcsClient(
+            ak=credentials.access_key_id,
+            secret=credentials.access_key_secret,
+            region_id=region_id,
+            auto_retry=False,
+            connect_timeout=connect_timeout,
+            timeout=read_timeout,
+        )
+        silence_sdk_loggers()  # the import above may have created more SDK loggers
+
+    def call(self, action: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """One logical call: retried on transient failures, ApiError when it finally fails."""
+        attempts = 0
+
+        def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            return self._call_once(action, params or {})
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.total_seconds),
+            wait=wait_exponential_jitter(initial=self.retry.initial_wait, max=self.retry.max_wait),
+            retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.retryable),
+            sleep=self.retry.sleep,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        try:
+            return retrying(attempt)
+        except ApiError as exc:
+            exc.attempts = attempts
+            exc.args = (exc._describe(),)
+            raise
+
+    def _call_once(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+        request = CommonRequest(domain=self.endpoint, version=self.version, action_name=action)
+        request.set_method("POST")
+        request.set_protocol_type("https" if self.endpoint.startswith("https://") else "http")
+        for key, value in params.items():
+            if value is None:  # the SDK would send the text "None"
+                continue
+            request.add_query_param(key, value)
+        if self.credentials.security_token:
+            request.add_query_param("SecurityToken", self.credentials.security_token)
+        self.log.calls += 1
+        try:
+            body = self._acs.do_action_with_exception(request)
+        except ServerException as exc:
+            if exc.get_request_id():
+                self.log.request_ids.append(exc.get_request_id())
+            raise ApiError(
+                action,
+                exc.get_error_code() or "UnknownError",
+                exc.get_error_msg() or "",
+                exc.get_http_status(),
+                exc.get_request_id(),
+            ) from None
+        except ClientException as exc:
+            raise ApiError(action, exc.get_error_code() or "SDK.ClientError",
+                           exc.get_error_msg() or "") from None
+        except IndexError:
+            # aliyunsdkcore 2.16 splits a SignatureDoesNotMatch message on ':' unguarded.
+            raise ApiError(action, "SignatureDoesNotMatch",
+                           "the request signature was rejected (check the access key secret)",
+                           400) from None
+        except OSError as exc:
+            raise ApiError(action, "SDK.HttpError", str(exc)) from None
+        try:
+            document = json.loads(body)
+        except (ValueError, TypeError):
+            raise ApiError(action, "InvalidResponse", "the response is not JSON") from None
+        if not isinstance(document, dict):
+            raise ApiError(action, "InvalidResponse", "the response is not a JSON object")
+        request_id = document.get("RequestId")
+        if isinstance(request_id, str):
+            self.log.request_ids.append(request_id)
+        return document
+
+
+def _log_retry(state: RetryCallState) -> None:
+    from .logs import event  # late: keeps the import graph flat
+
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, ApiError):
+        import logging
+
+        event(
+            logging.WARNING,
+            "retrying API call",
+            action=exc.action,
+            code=exc.code,
+            http_status=exc.http_status,
+            request_id=exc.request_id,
+            attempt=state.attempt_number,
+            wait_seconds=round(state.upcoming_sleep, 3),
+        )
+
+
+@dataclass(frozen=True)
+class Preference:
+    """The live security preference: canonical values of the fields the account returned."""
+
+    values: dict[str, F.Value]
+    request_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # read-only fields, e.g. deprecated ones
+
+
+class ImsClient:
+    """GetSecurityPreference and SetSecurityPreference of one account (IMS 2019-08-15)."""
+
+    def __init__(self, endpoint: str, credentials: Credentials, **kwargs: Any) -> None:
+        self.rpc = RpcClient(endpoint, IMS_VERSION, credentials, **kwargs)
+
+    @property
+    def log(self) -> CallLog:
+        return self.rpc.log
+
+    def get_security_preference(self) -> Preference:
+        document = self.rpc.call("GetSecurityPreference")
+        preference = document.get("SecurityPreference")
+        if not isinstance(preference, dict):
+            raise ApiError("GetSecurityPreference", "InvalidResponse",
+                           "the response has no SecurityPreference object",
+                           request_id=document.get("RequestId"))
+        try:
+            values = F.parse_response(preference)
+        except F.FieldValueError as exc:
+            raise ApiError("GetSecurityPreference", "InvalidResponse", str(exc),
+                           request_id=document.get("RequestId")) from None
+        extra = {
+            name: preference.get(group, {}).get(name)
+            for name, group in F.READ_ONLY_FIELDS.items()
+            if isinstance(preference.get(group), dict) and name in preference[group]
+        }
+        return Preference(values, document.get("RequestId"), extra)
+
+    def set_security_preference(self, values: Mapping[str, F.Value]) -> str | None:
+        """Send these values (a complete desired state: the API resets what is omitted)."""
+        document = self.rpc.call("SetSecurityPreference", F.render_params(values))
+        request_id = document.get("RequestId")
+        return request_id if isinstance(request_id, str) else None

@@ -1,0 +1,318 @@
+"""Configuration from the environment: the baseline (BASELINE_*) and the guard's settings (GUARD_*).
+
+Parsing is strict and every error names the variable that caused it, with the values it
+accepts. Nothing is read from the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import Field as PydanticField
+
+from .fields import BY_API_NAME, FIELDS, FieldValueError, Value
+from .presets import PRESETS
+
+ROLE_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+DEFAULT_IMS_ENDPOINT = "https://ims.aliyuncs.com"
+DEFAULT_STS_ENDPOINT = "https://sts.aliyuncs.com"
+DEFAULT_RESOURCEMANAGER_ENDPOINT = "https://resourcemanager.aliyuncs.com"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration. The message names the variable and the accepted values."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _endpoint(value: str) -> str:
+    """A URL with a scheme; plain http only to this machine (it would carry the STS token)."""
+    text = value.strip().rstrip("/")
+    if not text:
+        raise ValueError("must not be empty")
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"expected an https:// URL, got {value!r}")
+    if parts.path or parts.query or parts.fragment:
+        raise ValueError(f"expected scheme, host and optional port only, got {value!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"plain http is allowed only to this machine (127.0.0.1, localhost); {value!r} would "
+            "send the security token unencrypted: use https://"
+        )
+    return text
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _account_id(value: str) -> str:
+    if not value.isdigit() or not 1 <= len(value) <= 20:
+        raise ValueError(f"{value!r} is not an Alibaba Cloud account id (digits only)")
+    return value
+
+
+class Exemption(BaseModel):
+    """Fields of one account that are reported, not written, until a date (UTC, inclusive)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account: str
+    fields: tuple[str, ...] = PydanticField(min_length=1)
+    until: date
+    reason: str = PydanticField(min_length=1)
+
+    @field_validator("account", mode="before")
+    @classmethod
+    def _account(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("account must be a string of digits")
+        return _account_id(value)
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in BY_API_NAME]
+        if unknown:
+            raise ValueError(f"unknown API field names {unknown}; known: {', '.join(BY_API_NAME)}")
+        return value
+
+    def active_on(self, day: date) -> bool:
+        return day <= self.until
+
+
+class Settings(BaseModel):
+    """The GUARD_* variables. Aliases are the variable names, so errors name the variable."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    mode: Literal["enforce", "dry-run"] = PydanticField("enforce", alias="GUARD_MODE")
+    ims_endpoint: str = PydanticField(DEFAULT_IMS_ENDPOINT, alias="GUARD_IMS_ENDPOINT")
+    targets: str = PydanticField("self", alias="GUARD_TARGETS")
+    exclude_accounts: frozenset[str] = PydanticField(
+        frozenset(), alias="GUARD_EXCLUDE_ACCOUNTS"
+    )
+    member_role: str = PydanticField(
+        "ResourceDirectoryAccountAccessRole", alias="GUARD_MEMBER_ROLE"
+    )
+    self_role: str | None = PydanticField(None, alias="GUARD_SELF_ROLE")
+    sts_endpoint: str = PydanticField(DEFAULT_STS_ENDPOINT, alias="GUARD_STS_ENDPOINT")
+    resourcemanager_endpoint: str = PydanticField(
+        DEFAULT_RESOURCEMANAGER_ENDPOINT, alias="GUARD_RESOURCEMANAGER_ENDPOINT"
+    )
+    dingtalk_webhook: str | None = PydanticField(None, alias="GUARD_DINGTALK_WEBHOOK")
+    dingtalk_secret: str | None = PydanticField(None, alias="GUARD_DINGTALK_SECRET", repr=False)
+    webhook_url: str | None = PydanticField(None, alias="GUARD_WEBHOOK_URL")
+    eventbridge_bus: str | None = PydanticField(None, alias="GUARD_EVENTBRIDGE_BUS")
+    preset: Literal[tuple(PRESETS)] | None = PydanticField(  # type: ignore[valid-type]
+        None, alias="GUARD_PRESET"
+    )
+    report_only_fields: frozenset[str] = PydanticField(
+        frozenset(), alias="GUARD_REPORT_ONLY_FIELDS"
+    )
+    exemptions: tuple[Exemption, ...] = PydanticField((), alias="GUARD_EXEMPTIONS")
+    max_reverts: int = PydanticField(3, alias="GUARD_MAX_REVERTS", ge=1, le=1000)
+    revert_window_minutes: int = PydanticField(
+        60, alias="GUARD_REVERT_WINDOW_MINUTES", ge=1, le=7 * 24 * 60
+    )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ims_endpoint", "sts_endpoint", "resourcemanager_endpoint")
+    @classmethod
+    def _endpoints(cls, value: str) -> str:
+        return _endpoint(value)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: str) -> str:
+        text = value.strip()
+        if text in ("self", "resource-directory"):
+            return text
+        accounts = _split_list(text)
+        if not accounts:
+            raise ValueError("expected self, resource-directory or a comma-separated account list")
+        for account in accounts:
+            _account_id(account)
+        return ",".join(accounts)
+
+    @field_validator("exclude_accounts", mode="before")
+    @classmethod
+    def _exclude(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(_account_id(a) for a in _split_list(value))
+        return value
+
+    @field_validator("member_role", "self_role")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if not ROLE_NAME.match(text):
+            raise ValueError(
+                f"{value!r} is not a RAM role name (1-64 letters, digits, '.', '-', '_')"
+            )
+        return text
+
+    @field_validator("self_role", "dingtalk_webhook", "dingtalk_secret", "webhook_url",
+                     "eventbridge_bus", "preset", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("dingtalk_webhook", "webhook_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname)
+        ):
+            raise ValueError("expected an https:// URL")
+        if not parts.hostname:
+            raise ValueError("expected an https:// URL with a host")
+        return value
+
+    @field_validator("report_only_fields", mode="before")
+    @classmethod
+    def _report_only(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        names = _split_list(value)
+        unknown = [name for name in names if name not in BY_API_NAME]
+        if unknown:
+            raise ValueError(
+                f"unknown API field name(s) {', '.join(unknown)}; known: {', '.join(BY_API_NAME)}"
+            )
+        return frozenset(names)
+
+    @field_validator("exemptions", mode="before")
+    @classmethod
+    def _exemptions(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return ()
+        try:
+            entries = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+        if not isinstance(entries, list):
+            raise ValueError("expected a JSON array of exemption objects")
+        parsed = []
+        for index, entry in enumerate(entries):
+            try:
+                parsed.append(Exemption.model_validate(entry))
+            except ValidationError as exc:
+                raise ValueError(f"entry {index}: {_describe(exc)}") from None
+        return tuple(parsed)
+
+    @field_validator("max_reverts", "revert_window_minutes", mode="before")
+    @classmethod
+    def _strict_int(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text.isdigit():
+                raise ValueError(f"expected a positive whole number, got {value!r}")
+            return int(text)
+        return value
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+class GuardConfig(BaseModel):
+    """Everything the guard needs to decide: the baseline, where each value came from, settings."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    baseline: dict[str, Value]  # API field name -> canonical value
+    sources: dict[str, str]  # API field name -> "BASELINE_X" or "preset cis-2.0"
+    settings: Settings
+
+    @property
+    def dry_run(self) -> bool:
+        return self.settings.mode == "dry-run"
+
+    def source_of(self, api_name: str) -> str:
+        return self.sources.get(api_name, "")
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> GuardConfig:
+    """Read and validate the whole configuration; raise ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+
+    try:
+        settings = Settings.model_validate({k: v for k, v in env.items() if k.startswith("GUARD_")})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = str(error["loc"][0])  # the alias: the variable's name
+        if error["type"] == "literal_error":
+            problem = f"expected {error['ctx']['expected']}, got {error['input']!r}"
+        else:
+            problem = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(variable, problem) from None
+    if settings.dingtalk_secret and not settings.dingtalk_webhook:
+        raise ConfigError("GUARD_DINGTALK_SECRET", "is set but GUARD_DINGTALK_WEBHOOK is not")
+
+    baseline: dict[str, Value] = {}
+    sources: dict[str, str] = {}
+    if settings.preset:
+        for api_name, entry in PRESETS[settings.preset].items():
+            baseline[api_name] = entry.value
+            sources[api_name] = f"preset {settings.preset}"
+
+    for f in FIELDS:
+        raw = env.get(f.env_var)
+        if raw is None:
+            continue
+        if f.kind not in ("masks", "types") and not raw.strip():
+            raise ConfigError(f.env_var, f"is empty; expected {f.allowed} (unset it to not enforce)")
+        try:
+            baseline[f.api_name] = f.parse_text(raw)
+        except FieldValueError as exc:
+            raise ConfigError(f.env_var, f"{exc}; expected {f.allowed}") from None
+        sources[f.api_name] = f.env_var
+
+    if not baseline:
+        raise ConfigError(
+            "BASELINE_*",
+            "no baseline field is set: set at least one BASELINE_* variable or GUARD_PRESET",
+        )
+    return GuardConfig(baseline=baseline, sources=sources, settings=settings)

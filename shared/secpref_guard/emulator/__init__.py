@@ -1,0 +1,17 @@
+"""A moto-style local emulator of the IMS security-preference API."""
+
+from .mock import mock_endpoint
+from .models import DEFAULT_ACCOUNT, ImsBackend
+from .responses import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Emulator
+from .server import BackgroundServer, make_server
+
+__all__ = [
+    "DEFAULT_ACCESS_KEY_ID",
+    "DEFAULT_ACCESS_KEY_SECRET",
+    "DEFAULT_ACCOUNT",
+    "BackgroundServer",
+    "Emulator",
+    "ImsBackend",
+    "make_server",
+    "mock_endpoint",
+]

@@ -1,0 +1,182 @@
+"""The emulator's protocol layer: parse an RPC request, check its signature, call the backend,
+render the reply in the real JSON shape. Knows nothing about security preferences."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from .exceptions import (
+    EmulatedError,
+    InvalidAccessKeyIdNotFound,
+    InvalidActionNotFound,
+    InvalidSecurityToken,
+    InvalidVersion,
+    MissingParameter,
+    SignatureDoesNotMatch,
+    SignatureNonceUsed,
+)
+from .models import DEFAULT_ACCOUNT, Call, ImsBackend, KeyPair, new_request_id
+
+DEFAULT_ACCESS_KEY_ID = "test-key-id"
+DEFAULT_ACCESS_KEY_SECRET = "test-key-secret"  # noqa: S105 - the emulator's documented test key
+IMS_VERSION = "2019-08-15"
+HOST_ID = "ims.aliyuncs.com"
+
+Reply = tuple[int, dict[str, str], bytes]
+ActionHandler = Callable[[str, Mapping[str, str]], dict[str, Any]]
+
+
+def percent_encode(text: str) -> str:
+    """RFC 3986 encoding as the RPC signature uses it (space as %20, '~' left alone)."""
+    return quote(text, safe="~")
+
+
+def string_to_sign(method: str, params: Mapping[str, str]) -> str:
+    canonical = "&".join(
+        f"{percent_encode(k)}={percent_encode(v)}" for k, v in sorted(params.items())
+    )
+    return f"{method.upper()}&%2F&{percent_encode(canonical)}"
+
+
+def sign(method: str, params: Mapping[str, str], secret: str) -> str:
+    digest = hmac.new(
+        (secret + "&").encode(), string_to_sign(method, params).encode(), hashlib.sha1
+    ).digest()
+    return base64.b64encode(digest).decode()
+
+
+@dataclass
+class Emulator:
+    """Accounts, keys and services behind one endpoint: the thing both front doors serve."""
+
+    ims: ImsBackend = field(default_factory=ImsBackend)
+    keys: dict[str, KeyPair] = field(default_factory=dict)
+    latency_seconds: float = 0.0
+    check_nonces: bool = True
+    _nonces: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.services: dict[str, dict[str, ActionHandler]] = {
+            IMS_VERSION: {
+                "GetSecurityPreference": self.ims.get_security_preference,
+                "SetSecurityPreference": self.ims.set_security_preference,
+            }
+        }
+
+    @classmethod
+    def with_default_key(
+        cls,
+        access_key_id: str = DEFAULT_ACCESS_KEY_ID,
+        access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET,
+        account: str = DEFAULT_ACCOUNT,
+        **kwargs: Any,
+    ) -> Emulator:
+        emulator = cls(**kwargs)
+        emulator.add_key(access_key_id, access_key_secret, account)
+        return emulator
+
+    def add_key(
+        self,
+        access_key_id: str,
+        secret: str,
+        account: str = DEFAULT_ACCOUNT,
+        security_token: str | None = None,
+        principal: str = "root",
+    ) -> None:
+        self.keys[access_key_id] = KeyPair(secret, account, security_token, principal)
+
+    # --- the one entry point of both front doors --------------------------------------------
+
+    def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes | str | None
+               ) -> Reply:
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
+        request_id = new_request_id()
+        try:
+            params = self._params(url, headers, body)
+            key = self._authenticate(method, params)
+            handler = self._route(params)
+            action = params["Action"]
+            self.ims.calls.append(Call(action, key.account, _api_params(params), key.principal))
+            document = handler(key.account, params)
+            document["RequestId"] = request_id
+            return 200, {"Content-Type": "application/json"}, json.dumps(document).encode()
+        except EmulatedError as exc:
+            return exc.status, {"Content-Type": "application/json"}, json.dumps(
+                {
+                    "RequestId": request_id,
+                    "HostId": HOST_ID,
+                    "Code": exc.code,
+                    "Message": exc.message,
+                    "Recommend": f"https://api.aliyun.com/troubleshoot?q={exc.code}",
+                }
+            ).encode()
+
+    @staticmethod
+    def _params(url: str, headers: Mapping[str, str], body: bytes | str | None) -> dict[str, str]:
+        params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+        content_type = next(
+            (v for k, v in headers.items() if k.lower() == "content-type"), ""
+        )
+        if body and "application/x-www-form-urlencoded" in content_type:
+            text = body.decode() if isinstance(body, bytes) else body
+            params.update(parse_qsl(text, keep_blank_values=True))
+        return params
+
+    def _authenticate(self, method: str, params: Mapping[str, str]) -> KeyPair:
+        for required in ("AccessKeyId", "Signature", "SignatureNonce", "Timestamp", "Version",
+                         "Action"):
+            if not params.get(required):
+                raise MissingParameter(f"The input parameter {required} that is mandatory "
+                                       "for processing this request is not supplied.")
+        key = self.keys.get(params["AccessKeyId"])
+        if key is None:
+            raise InvalidAccessKeyIdNotFound("Specified access key is not found.")
+        unsigned = {k: v for k, v in params.items() if k != "Signature"}
+        expected = sign(method, unsigned, key.secret)
+        if not hmac.compare_digest(expected, params["Signature"]):
+            raise SignatureDoesNotMatch(string_to_sign(method, unsigned))
+        if key.security_token is not None and params.get("SecurityToken") != key.security_token:
+            raise InvalidSecurityToken("The security token you provided does not match the "
+                                       "access key.")
+        if key.security_token is None and params.get("SecurityToken"):
+            raise InvalidSecurityToken("A security token was sent with a permanent access key.")
+        if self.check_nonces:
+            with self._lock:
+                nonce = params["SignatureNonce"]
+                if nonce in self._nonces:
+                    raise SignatureNonceUsed("Specified signature nonce was used already.")
+                self._nonces.add(nonce)
+        return key
+
+    def _route(self, params: Mapping[str, str]) -> ActionHandler:
+        actions = self.services.get(params["Version"])
+        if actions is None:
+            raise InvalidVersion(f"Specified parameter Version is not valid: {params['Version']}")
+        handler = actions.get(params["Action"])
+        if handler is None:
+            raise InvalidActionNotFound(
+                "Specified api is not found, please check your url and method."
+            )
+        return handler
+
+
+_PROTOCOL_PARAMS = frozenset(
+    {"AccessKeyId", "Signature", "SignatureNonce", "SignatureMethod", "SignatureVersion",
+     "SignatureType", "Timestamp", "Format", "Version", "Action", "RegionId", "SecurityToken"}
+)
+
+
+def _api_params(params: Mapping[str, str]) -> dict[str, str]:
+    """The action's own parameters, without the signature protocol's."""
+    return {k: v for k, v in params.items() if k not in _PROTOCOL_PARAMS}

@@ -1,0 +1,254 @@
+"""The drift engine: read, compare with the baseline, write the complete desired state, verify.
+
+One enforcement for every trigger (the timer and the audit event are two ways in). The rules:
+- a compliant account costs exactly one read;
+- a Set always carries the complete desired state: the baseline value of every field the
+  baseline pins and reverts, and the live value of every other field the account returned, so
+  no field the baseline does not own changes whether the API keeps or resets omitted fields;
+- every value sent is either the live value or the baseline value, nothing else;
+- report-only and exempt fields are reported and sent with their live value;
+- after a write, a fresh read must show every sent value, or the run is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Literal
+
+from . import fields as F
+from .client import ApiError, ImsClient, Preference
+from .config import GuardConfig
+from .logs import event
+
+Status = Literal["compliant", "reverted", "drift", "skipped", "contested", "error"]
+Action = Literal["revert", "report-only", "exempt", "dry-run"]
+
+
+class VerificationError(Exception):
+    """The write was accepted but a fresh read does not show it."""
+
+    def __init__(self, mismatches: list[dict[str, Any]], request_id: str | None) -> None:
+        self.mismatches = mismatches
+        self.request_id = request_id
+        names = ", ".join(m["field"] for m in mismatches)
+        super().__init__(
+            f"SetSecurityPreference was accepted but a fresh GetSecurityPreference still "
+            f"differs in {names}"
+        )
+
+
+@dataclass(frozen=True)
+class Drift:
+    field: str
+    actual: F.Value | None  # None: the account did not return the field
+    expected: F.Value
+    action: Action
+    source: str = ""  # where the expected value came from (variable or preset)
+    note: str = ""  # why it was not reverted (report-only, exemption reason and expiry)
+
+    def as_dict(self) -> dict[str, Any]:
+        f = F.field(self.field)
+        item: dict[str, Any] = {
+            "field": self.field,
+            "actual": f.display(self.actual),
+            "expected": f.display(self.expected),
+            "action": self.action,
+        }
+        if self.source:
+            item["source"] = self.source
+        if self.note:
+            item["note"] = self.note
+        return item
+
+
+@dataclass
+class Outcome:
+    """The result of one account's check or enforcement."""
+
+    status: Status
+    account: str
+    mode: str
+    drift: list[Drift] = field(default_factory=list)
+    reason: str = ""
+    request_ids: list[str] = field(default_factory=list)
+    api_calls: int = 0
+    duration_ms: float = 0.0
+    error: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "status": self.status,
+            "account": self.account,
+            "mode": self.mode,
+            "drift": [d.as_dict() for d in self.drift],
+            "reason": self.reason,
+            "api_calls": self.api_calls,
+            "request_ids": self.request_ids,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+        if self.error:
+            result["error"] = self.error
+        result.update(self.extra)
+        return result
+
+
+def compare(config: GuardConfig, live: Preference, account: str, today: date) -> list[Drift]:
+    """Every baseline field whose live value differs, with the action the policy allows."""
+    settings = config.settings
+    drifts: list[Drift] = []
+    for api_name, expected in config.baseline.items():
+        actual = live.values.get(api_name)
+        if actual == expected:
+            continue
+        action: Action = "revert"
+        note = ""
+        if api_name in settings.report_only_fields:
+            action, note = "report-only", "listed in GUARD_REPORT_ONLY_FIELDS"
+        else:
+            for exemption in settings.exemptions:
+                if exemption.account == account and api_name in exemption.fields:
+                    if exemption.active_on(today):
+                        action = "exempt"
+                        note = f"exempt until {exemption.until.isoformat()}: {exemption.reason}"
+                    else:
+                        note = (f"exemption expired on {exemption.until.isoformat()} "
+                                f"({exemption.reason})")
+        if action == "revert" and config.dry_run:
+            action = "dry-run"
+        drifts.append(Drift(api_name, actual, expected, action, config.source_of(api_name), note))
+    return drifts
+
+
+def desired_state(live: Preference, drifts: list[Drift]) -> dict[str, F.Value]:
+    """Live values of every field the account returned, baseline values of the reverted ones."""
+    desired: dict[str, F.Value] = dict(live.values)
+    for d in drifts:
+        if d.action == "revert":
+            desired[d.field] = d.expected
+    return desired
+
+
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def run(
+    client: ImsClient,
+    config: GuardConfig,
+    *,
+    account: str = "self",
+    write: bool = True,
+    today: date | None = None,
+    live: Preference | None = None,
+) -> Outcome:
+    """Check one account and, when ``write`` and the policy allow, revert its drift.
+
+    ``write=False`` is the CLI's ``check``: it reports the drift and never writes.
+    """
+    started = time.perf_counter()
+    calls_before = client.log.calls
+    ids_before = len(client.log.request_ids)
+    mode = "check" if not write else config.settings.mode
+    outcome = Outcome(status="compliant", account=account, mode=mode)
+    try:
+        _run(client, config, outcome, write, today or _today(), live)
+    finally:
+        outcome.api_calls = client.log.calls - calls_before
+        outcome.request_ids = client.log.request_ids[ids_before:]
+        outcome.duration_ms = (time.perf_counter() - started) * 1000
+    _log_outcome(outcome)
+    return outcome
+
+
+def _run(
+    client: ImsClient,
+    config: GuardConfig,
+    outcome: Outcome,
+    write: bool,
+    today: date,
+    live: Preference | None,
+) -> None:
+    if live is None:
+        live = client.get_security_preference()
+    drifts = compare(config, live, outcome.account, today)
+    if not write:
+        drifts = [d if d.action != "revert" else _as_check(d) for d in drifts]
+    outcome.drift = drifts
+    if not drifts:
+        outcome.status = "compliant"
+        outcome.reason = "every baseline field matches"
+        return
+    to_revert = [d for d in drifts if d.action == "revert"]
+    if not to_revert:
+        outcome.status = "drift"
+        outcome.reason = _why_not_written(drifts, write, config)
+        return
+
+    desired = desired_state(live, drifts)
+    request_id = client.set_security_preference(desired)
+    fresh = client.get_security_preference()
+    mismatches = [
+        {"field": name, "sent": F.field(name).display(value),
+         "read": F.field(name).display(fresh.values.get(name))}
+        for name, value in desired.items()
+        if fresh.values.get(name) != value
+    ]
+    if mismatches:
+        raise VerificationError(mismatches, request_id)
+    outcome.status = "reverted"
+    kept = [d.field for d in drifts if d.action != "revert"]
+    outcome.reason = f"reverted {', '.join(d.field for d in to_revert)}"
+    if kept:
+        outcome.reason += f"; not written: {', '.join(kept)} ({_why_not_written(drifts, True, config)})"
+
+
+def _as_check(d: Drift) -> Drift:
+    return Drift(d.field, d.actual, d.expected, "dry-run", d.source, d.note)
+
+
+def _why_not_written(drifts: list[Drift], write: bool, config: GuardConfig) -> str:
+    if not write:
+        return "check only: nothing is written"
+    actions = {d.action for d in drifts if d.action != "revert"}
+    reasons = []
+    if "dry-run" in actions:
+        reasons.append("GUARD_MODE is dry-run")
+    if "report-only" in actions:
+        reasons.append("report-only fields")
+    if "exempt" in actions:
+        reasons.append("exempt fields")
+    return ", ".join(reasons)
+
+
+def failed(account: str, mode: str, exc: Exception) -> Outcome:
+    """An Outcome for a run that raised: the error's code, message and request id."""
+    if isinstance(exc, ApiError):
+        error = {"type": "ApiError", **exc.as_dict()}
+    elif isinstance(exc, VerificationError):
+        error = {"type": "VerificationError", "mismatches": exc.mismatches,
+                 "request_id": exc.request_id}
+    else:
+        error = {"type": type(exc).__name__}
+    return Outcome(status="error", account=account, mode=mode, reason=str(exc), error=error)
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    level = logging.INFO
+    if outcome.status in ("reverted", "drift"):
+        level = logging.WARNING
+    event(
+        level,
+        f"account {outcome.status}",
+        account=outcome.account,
+        status=outcome.status,
+        mode=outcome.mode,
+        drift=[d.as_dict() for d in outcome.drift],
+        reason=outcome.reason,
+        api_calls=outcome.api_calls,
+        request_ids=outcome.request_ids,
+        duration_ms=round(outcome.duration_ms, 1),
+    )
