@@ -7,8 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO_PORT ?= 8765
+# The Serverless Devs CLI, for the template tests (`s preview` renders template.yml offline).
+S_VERSION := 3.1.10
+S_BIN := build/tools/node_modules/.bin/s
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv tools test lint demo bench build clean
 
 venv: $(STAMP)
 
@@ -23,7 +26,13 @@ lint: venv
 	$(BIN)/ruff check shared functions tests
 	$(BIN)/ruff format --check shared functions tests
 
-test: venv lint
+tools: $(S_BIN)
+
+$(S_BIN):
+	npm install --prefix build/tools --no-audit --no-fund --loglevel=error \
+		@serverless-devs/s@$(S_VERSION)
+
+test: venv lint tools
 	$(BIN)/python -m pytest
 
 # The guard end to end against the local emulator: drift appears, is shown, reverted, verified.
@@ -49,6 +58,19 @@ demo: venv
 	echo; echo "== secpref-guard check   (exit 0: compliant)"; \
 	$(BIN)/secpref-guard check; \
 	echo; echo "demo finished: drift found, reverted and verified"
+
+# The deployable code directory for template.yml: handler files at its root, the library, and the
+# pinned dependencies built for Function Compute's platform whatever machine builds it.
+build: venv
+	rm -rf build/code && mkdir -p build/code
+	$(BIN)/python -m pip install --quiet --no-compile --target build/code \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.10 \
+		--only-binary=:all: --no-deps -r functions/requirements.txt
+	cp -r shared/secpref_guard build/code/secpref_guard
+	rm -rf build/code/secpref_guard/emulator  # test tooling, not deployed
+	cp functions/*.py build/code/
+	find build/code -name __pycache__ -prune -exec rm -rf {} +
+	@echo "build/code is ready: $$(du -sh build/code | cut -f1)"
 
 bench: venv
 	$(BIN)/python tests/bench/run.py

@@ -16,10 +16,12 @@ from . import engine
 from .client import ApiError, ImsClient
 from .config import ConfigError, GuardConfig, load_config
 from .credentials import CredentialsError, resolve
+from .handlers import HandlerError
 from .logs import configure, redact
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
-KNOWN_ERRORS = (ConfigError, CredentialsError, ApiError, engine.VerificationError)
+KNOWN_ERRORS = (ConfigError, CredentialsError, ApiError, engine.VerificationError, HandlerError,
+                FileNotFoundError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,7 +147,7 @@ def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
                          d.source))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for i, row in enumerate(rows):
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
             if i == 0:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         notes = [f"  {d.field}: {d.note}" for d in outcome.drift if d.note]

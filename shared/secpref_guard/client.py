@@ -175,7 +175,11 @@ class RpcClient:
 
         retrying = Retrying(
             stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.total_seconds),
-            wait=wait_exponential_jitter(initial=self.retry.initial_wait, max=self.retry.max_wait),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry.initial_wait,
+                max=self.retry.max_wait,
+                jitter=self.retry.initial_wait,
+            ),
             retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.retryable),
             sleep=self.retry.sleep,
             reraise=True,

@@ -307,7 +307,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> GuardConfig:
         try:
             baseline[f.api_name] = f.parse_text(raw)
         except FieldValueError as exc:
-            raise ConfigError(f.env_var, f"{exc}; expected {f.allowed}") from None
+            problem = str(exc)
+            if not problem.startswith("expected"):
+                problem += f"; expected {f.allowed}"
+            raise ConfigError(f.env_var, problem) from None
         sources[f.api_name] = f.env_var
 
     if not baseline:

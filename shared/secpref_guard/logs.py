@@ -100,7 +100,7 @@ def configure(level: str | int = "INFO", stream: Any = None) -> None:
     silence_sdk_loggers()
 
 
-def event(level: int, message: str, **fields: Any) -> None:
+def event(level: int, message: str, /, **fields: Any) -> None:
     """Log one decision or fact with its fields as top-level JSON keys."""
     get_logger().log(level, message, extra={"fields": fields})
 

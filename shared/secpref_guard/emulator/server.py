@@ -29,7 +29,7 @@ def make_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 8765
         do_GET = _serve
         do_POST = _serve
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             # Request lines carry signatures and tokens in their query: never printed.
             return
 

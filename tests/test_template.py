@@ -1,0 +1,195 @@
+"""template.yml as Serverless Devs renders it (`s preview`, offline), checked against the code:
+handlers that exist, a configuration the guard accepts, a role that can do only its job, and
+triggers that deliver exactly the events the handlers act on."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secpref_guard.config import Settings, load_config
+from secpref_guard.events import parse_audit_event
+from secpref_guard.fields import BY_ENV_VAR
+from secpref_guard.handlers import skip_reason
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+GUARD_ACTIONS = {"ram:GetSecurityPreference", "ram:SetSecurityPreference"}
+
+
+def _s_binary() -> str | None:
+    local = ROOT / "build" / "tools" / "node_modules" / ".bin" / "s"
+    if local.exists():
+        return str(local)
+    return shutil.which("s")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    binary = _s_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Serverless Devs CLI is missing: `make tools` installs it")
+        pytest.skip("the Serverless Devs CLI is not installed (make tools)")
+    home = tmp_path_factory.mktemp("s-home")
+    env = {**os.environ, "HOME": str(home)}
+    completed = subprocess.run(
+        [binary, "preview", "-t", "template.yml", "-o", "json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    # s prints warnings (e.g. about running as root) before the document
+    text = completed.stdout
+    start = text.find("\n{") + 1 if not text.startswith("{") else 0
+    return json.loads(text[start:])
+
+
+def functions(rendered: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["props"]
+        for name, resource in rendered["resources"].items()
+        if resource["component"] == "fc3"
+    }
+
+
+def role_template(rendered: dict[str, Any]) -> dict[str, Any]:
+    (role,) = [r for r in rendered["resources"].values() if r["component"] == "ros"]
+    return role["props"]["template"]
+
+
+def test_template_is_serverless_devs_3_with_both_functions(rendered: dict[str, Any]) -> None:
+    assert rendered["edition"] == "3.0.0"
+    props = functions(rendered)
+    assert {p["handler"] for p in props.values()} == {"scheduled.handler", "audit_event.handler"}
+    for p in props.values():
+        assert p["runtime"] == "python3.10"
+        assert p["code"] == "./build/code"
+        assert p["timeout"] >= 30
+        assert p["logConfig"] == "auto"
+
+
+def test_every_handler_file_exists_at_the_code_root(rendered: dict[str, Any]) -> None:
+    for p in functions(rendered).values():
+        module, function = p["handler"].split(".")
+        source = (ROOT / "functions" / f"{module}.py").read_text()
+        assert f"def {function}(event" in source
+
+
+def test_environment_is_a_valid_configuration(rendered: dict[str, Any]) -> None:
+    known = set(BY_ENV_VAR) | {f.alias for f in Settings.model_fields.values()} | {
+        "GUARD_LOG_LEVEL"
+    }
+    for p in functions(rendered).values():
+        env = p["environmentVariables"]
+        assert set(env) <= known, set(env) - known
+        assert all(isinstance(v, str) for v in env.values())
+        config = load_config(env)
+        assert config.settings.mode == "enforce"
+        assert config.baseline["MFAOperationForLogin"] == "mandatory"
+        assert config.baseline["AllowUserToManageAccessKeys"] is False
+
+
+def test_role_is_trusted_by_function_compute_and_allowed_only_the_two_actions(
+    rendered: dict[str, Any],
+) -> None:
+    template = role_template(rendered)
+    (role,) = template["Resources"].values()
+    assert role["Type"] == "ALIYUN::RAM::Role"
+    props = role["Properties"]
+    trust = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": ["fc.aliyuncs.com"]},
+        }
+    ]
+    granted: set[str] = set()
+    for policy in props["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"]
+            granted |= set([actions] if isinstance(actions, str) else actions)
+    assert granted == GUARD_ACTIONS
+
+
+def test_functions_run_as_the_role_the_template_creates(rendered: dict[str, Any]) -> None:
+    (role,) = role_template(rendered)["Resources"].values()
+    name = role["Properties"]["RoleName"]
+    for p in functions(rendered).values():
+        assert p["role"] == name
+        # the audit handler recognises the guard's own writes by this role
+        assert p["environmentVariables"]["GUARD_SELF_ROLE"] == name
+
+
+def test_timer_fires_every_five_minutes(rendered: dict[str, Any]) -> None:
+    triggers = [t for p in functions(rendered).values() for t in p.get("triggers", [])]
+    (timer,) = [t for t in triggers if t["triggerType"] == "timer"]
+    assert timer["triggerConfig"]["cronExpression"] == "0 */5 * * * *"
+    assert timer["triggerConfig"]["enable"] is True
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    """The EventBridge pattern subset the template uses: value lists, prefix and suffix."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            _matches(sub, value.get(key)) for key, sub in pattern.items()
+        )
+    assert isinstance(pattern, list)
+    for option in pattern:
+        if isinstance(option, dict):
+            ((op, operand),) = option.items()
+            if (
+                isinstance(value, str)
+                and {"prefix": value.startswith, "suffix": value.endswith}[op](operand)
+            ):
+                return True
+        elif option == value:
+            return True
+    return False
+
+
+def test_event_rule_delivers_exactly_the_changes_the_handler_acts_on(
+    rendered: dict[str, Any],
+) -> None:
+    (props,) = [p for p in functions(rendered).values() if p["handler"] == "audit_event.handler"]
+    (trigger,) = props["triggers"]
+    assert trigger["triggerType"] == "eventbridge"
+    config = trigger["triggerConfig"]
+    assert config["eventSourceConfig"]["eventSourceType"] == "Default"
+    pattern = json.loads(config["eventRuleFilterPattern"])
+    settings_env = props["environmentVariables"]
+    guard_config = load_config(settings_env)
+
+    for path in sorted(EVENTS.glob("*.json")):
+        if path.name == "timer.json":
+            continue
+        document = json.loads(path.read_bytes())
+        if "data" not in document:
+            continue  # a bare record never comes through EventBridge
+        delivered = _matches(pattern, document)
+        acted_on = skip_reason(parse_audit_event(path.read_bytes()), guard_config, None) is None
+        # the rule may deliver more than the handler acts on (the handler decides), never less
+        assert delivered or not acted_on, path.name
+        if document["data"]["eventName"] != "SetSecurityPreference":
+            assert not delivered, path.name
+
+
+def test_cli_invoke_accepts_the_template_handler_names(
+    rendered: dict[str, Any], tmp_path: Path
+) -> None:
+    from secpref_guard.local import find_functions_dir, load_handler
+
+    for p in functions(rendered).values():
+        assert callable(load_handler(p["handler"], find_functions_dir(None)))
