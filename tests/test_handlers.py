@@ -46,8 +46,11 @@ def load(handler: str) -> Handler:
     return load_handler(handler, ROOT / "functions")
 
 
+EMULATOR_KEY = LocalCredentials("test-key-id", "test-key-secret")
+
+
 def context(
-    credentials: LocalCredentials | None = LocalCredentials("test-key-id", "test-key-secret"),
+    credentials: LocalCredentials | None = EMULATOR_KEY,
     account_id: str | None = DEFAULT_ACCOUNT,
 ) -> LocalContext:
     return LocalContext(

@@ -87,9 +87,9 @@ def test_every_handler_file_exists_at_the_code_root(rendered: dict[str, Any]) ->
 
 
 def test_environment_is_a_valid_configuration(rendered: dict[str, Any]) -> None:
-    known = set(BY_ENV_VAR) | {f.alias for f in Settings.model_fields.values()} | {
-        "GUARD_LOG_LEVEL"
-    }
+    known = (
+        set(BY_ENV_VAR) | {f.alias for f in Settings.model_fields.values()} | {"GUARD_LOG_LEVEL"}
+    )
     for p in functions(rendered).values():
         env = p["environmentVariables"]
         assert set(env) <= known, set(env) - known
@@ -142,6 +142,7 @@ def test_timer_fires_every_five_minutes(rendered: dict[str, Any]) -> None:
 
 def _matches(pattern: Any, value: Any) -> bool:
     """The EventBridge pattern subset the template uses: value lists, prefix and suffix."""
+    operators = {"prefix": str.startswith, "suffix": str.endswith}
     if isinstance(pattern, dict):
         return isinstance(value, dict) and all(
             _matches(sub, value.get(key)) for key, sub in pattern.items()
@@ -150,10 +151,7 @@ def _matches(pattern: Any, value: Any) -> bool:
     for option in pattern:
         if isinstance(option, dict):
             ((op, operand),) = option.items()
-            if (
-                isinstance(value, str)
-                and {"prefix": value.startswith, "suffix": value.endswith}[op](operand)
-            ):
+            if isinstance(value, str) and operators[op](value, operand):
                 return True
         elif option == value:
             return True
