@@ -362,3 +362,64 @@ def test_every_sample_event_runs_through_its_handler(
         handlers.reset_instance()
         result = json.loads(load(handler)(path.read_bytes(), context()))
         assert result["status"] in ("compliant", "reverted", "skipped"), path.name
+
+
+# --- notifications from the handlers ------------------------------------------------------
+
+
+@pytest.fixture
+def webhook(baseline: pytest.MonkeyPatch) -> Iterator[Any]:
+    import responses
+
+    baseline.setenv("GUARD_WEBHOOK_URL", "https://hooks.example.com/secpref?token=hook-secret-123")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.POST, "https://hooks.example.com/secpref", json={"ok": True})
+        yield rsps
+
+
+def test_a_revert_is_announced_once_on_the_webhook(emulator: Emulator, webhook: Any) -> None:
+    drift_account(emulator)
+    result = json.loads(load(AUDIT)(event("set-by-ram-user.json"), context()))
+
+    assert result["notifications"] == [
+        {"channel": "webhook", "outcome": "sent", "detail": result["notifications"][0]["detail"]}
+    ]
+    (call,) = webhook.calls
+    body = json.loads(call.request.body)
+    assert body["status"] == "reverted"
+    assert body["actor"]["name"] == "alice"
+    assert {d["field"] for d in body["drift"]} >= {"AllowUserToManageAccessKeys"}
+
+
+def test_compliant_and_skipped_runs_notify_nobody(emulator: Emulator, webhook: Any) -> None:
+    emulator.ims.put(DEFAULT_ACCOUNT, MFAOperationForLogin="mandatory")
+    load(SCHEDULED)(event("timer.json"), context())
+    load(AUDIT)(event("unrelated-call.json"), context())
+    assert len(webhook.calls) == 0
+
+
+def test_a_failed_run_is_announced_before_the_invocation_fails(
+    emulator: Emulator, webhook: Any
+) -> None:
+    emulator.ims.inject_fault("NoPermission", 403, action="GetSecurityPreference")
+    with pytest.raises(handlers.HandlerError, match="NoPermission"):
+        load(SCHEDULED)(event("timer.json"), context())
+    (call,) = webhook.calls
+    body = json.loads(call.request.body)
+    assert body["status"] == "error"
+    assert body["error"]["code"] == "NoPermission"
+
+
+def test_a_channel_that_is_down_never_fails_the_enforcement(
+    emulator: Emulator, baseline: pytest.MonkeyPatch
+) -> None:
+    import responses
+
+    baseline.setenv("GUARD_WEBHOOK_URL", "https://hooks.example.com/secpref")
+    drift_account(emulator)
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, "https://hooks.example.com/secpref", status=503)
+        result = json.loads(load(SCHEDULED)(event("timer.json"), context()))
+    assert result["status"] == "reverted"
+    assert result["notifications"][0]["outcome"] == "failed"
+    assert emulator.ims.state(DEFAULT_ACCOUNT)["AllowUserToManageAccessKeys"] is False

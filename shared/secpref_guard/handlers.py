@@ -33,6 +33,7 @@ class HandlerError(RuntimeError):
 _config: GuardConfig | None = None
 _config_error: ConfigError | None = None
 _logging_ready = False
+_dedup_window: Any = None  # notify.DedupWindow, per instance, created on first use
 
 
 def _setup_logging() -> None:
@@ -58,8 +59,8 @@ def instance_config() -> GuardConfig:
 
 def reset_instance() -> None:
     """Forget the cached configuration, as a new instance would (tests, local invoke)."""
-    global _config, _config_error
-    _config = _config_error = None
+    global _config, _config_error, _dedup_window
+    _config = _config_error = _dedup_window = None
 
 
 def _context_value(context: Any, *path: str) -> Any:
@@ -84,6 +85,7 @@ def _run_handler(
         function=_context_value(context, "function", "name"),
         trigger=trigger,
     ):
+        config: GuardConfig | None = None
         try:
             config = instance_config()
             result = body(config, event_bytes, context)
@@ -93,12 +95,46 @@ def _run_handler(
             raise _fail(str(exc), exc) from None
         except EventError as exc:
             raise _fail(f"malformed event: {exc}", exc) from None
-        except ApiError as exc:
-            raise _fail(str(exc), exc) from None
-        except engine.VerificationError as exc:
-            raise _fail(str(exc), exc) from None
+        except (ApiError, engine.VerificationError) as exc:
+            failure = _fail(str(exc), exc)
+            if config is not None:
+                report = engine.failed(_account(context), config.settings.mode, exc).as_dict()
+                report["trigger"] = {"type": trigger}
+                notify(config, context, report)
+            raise failure from None
         result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        notify(config, context, result)
         return json.dumps(result)
+
+
+def notify(config: GuardConfig, context: Any, report: dict[str, Any]) -> None:
+    """Tell people about a revert, drift left behind, a contested account or a failure.
+
+    Channels are optional; a failed notification is logged by the notifier and never fails the
+    enforcement. The notifier (and `requests`) is imported only when a channel is configured.
+    """
+    settings = config.settings
+    if not (settings.dingtalk_webhook or settings.webhook_url or settings.eventbridge_bus):
+        return
+    from .notify import DedupWindow, Notifier, should_notify
+
+    if not should_notify(report):
+        return
+    global _dedup_window
+    if _dedup_window is None:
+        _dedup_window = DedupWindow()
+    try:
+        credentials = resolve(context)
+    except CredentialsError:
+        credentials = None
+    notifier = Notifier.from_settings(
+        settings,
+        credentials=credentials,
+        account_id=_context_value(context, "account_id"),
+        region=_context_value(context, "region"),
+        window=_dedup_window,
+    )
+    report["notifications"] = [r.as_dict() for r in notifier.notify(report)]
 
 
 def _fail(message: str, exc: Exception) -> HandlerError:
