@@ -145,7 +145,11 @@ class Emulator:
         unsigned = {k: v for k, v in params.items() if k != "Signature"}
         expected = sign(method, unsigned, key.secret)
         if not hmac.compare_digest(expected, params["Signature"]):
-            raise SignatureDoesNotMatch(string_to_sign(method, unsigned))
+            # The echoed string to sign would carry the security token: it is shown masked.
+            shown = dict(unsigned)
+            if "SecurityToken" in shown:
+                shown["SecurityToken"] = "***"
+            raise SignatureDoesNotMatch(string_to_sign(method, shown))
         if key.security_token is not None and params.get("SecurityToken") != key.security_token:
             raise InvalidSecurityToken("The security token you provided does not match the "
                                        "access key.")
