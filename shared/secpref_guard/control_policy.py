@@ -1,0 +1,93 @@
+"""Prevention: a Resource Directory control policy that keeps the security preference closed.
+
+The guard detects and reverts drift; a control policy attached to a Resource Directory folder
+or member prevents it. The policy here denies ``ram:SetSecurityPreference`` to every RAM user
+and RAM role of the member accounts except the roles that must keep writing it: the
+member-access role (``GUARD_MEMBER_ROLE``, through which a guard in the management account
+reaches every member) and, when given, the guard's own role (a guard deployed inside the
+account itself). The principals are matched on ``acs:PrincipalARN`` with role names in lower
+case, as the official examples write them: ``acs:ram:*:*:role/<lower-case name>``.
+
+What it does not cover: a control policy binds RAM identities only (``EffectScope`` ``RAM``),
+never the account's root identity, and does not apply to the management account at all; the
+guard's revert path stays the second layer for both.
+
+Without ``--guard-role`` only the member-access role is exempt: that is the role a guard with
+``GUARD_TARGETS=resource-directory`` writes through, and exempting nothing else keeps the
+policy as narrow as it can be. A guard running in a member account under its own role must be
+named with ``--guard-role``, or the policy would block its reverts.
+
+Size: CreateControlPolicy accepts a document of at most 4,096 characters; the ROS resource
+``ALIYUN::ResourceManager::ControlPolicy`` documents 2,048. With two role names of at most
+64 characters the document stays under 300 characters, far below both; ``render`` checks the
+limit anyway so a future statement cannot silently outgrow it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .config import ROLE_NAME
+
+MAX_POLICY_CHARS = 4096  # CreateControlPolicy's PolicyDocument limit
+ROS_MAX_POLICY_CHARS = 2048  # ALIYUN::ResourceManager::ControlPolicy's documented limit
+DENIED_ACTION = "ram:SetSecurityPreference"
+
+
+class PolicyError(ValueError):
+    """A role name that RAM would not accept, or a document over the size limit."""
+
+
+def role_principal(role: str, *, option: str = "role") -> str:
+    """The ``acs:PrincipalARN`` pattern of a RAM role in any account, name in lower case."""
+    name = role.strip()
+    if not ROLE_NAME.match(name):
+        raise PolicyError(
+            f"{option}: {role!r} is not a RAM role name (1-64 letters, digits, '.', '-', '_')"
+        )
+    return f"acs:ram:*:*:role/{name.lower()}"
+
+
+def control_policy(guard_role: str | None, member_role: str) -> dict[str, Any]:
+    """The control policy document: one Deny of SetSecurityPreference with the exemptions.
+
+    ``guard_role`` None (or blank) exempts only ``member_role``; a guard role equal to the
+    member role (in any letter case) is listed once.
+    """
+    exempt = [role_principal(member_role, option="member role")]
+    if guard_role is not None and guard_role.strip():
+        guard = role_principal(guard_role, option="--guard-role")
+        if guard not in exempt:
+            exempt.insert(0, guard)
+    return {
+        "Version": "1",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Action": [DENIED_ACTION],
+                "Resource": "*",
+                "Condition": {"StringNotLike": {"acs:PrincipalARN": exempt}},
+            }
+        ],
+    }
+
+
+def render(
+    guard_role: str | None,
+    member_role: str,
+    *,
+    indent: int | None = None,
+    limit: int = MAX_POLICY_CHARS,
+) -> str:
+    """The policy as JSON (compact unless ``indent``), checked against ``limit`` characters.
+
+    Pass ``limit=ROS_MAX_POLICY_CHARS`` for a document that goes into a ROS template.
+    """
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(control_policy(guard_role, member_role), indent=indent, separators=separators)
+    if len(text) > limit:
+        raise PolicyError(
+            f"the control policy is {len(text)} characters, over the limit of {limit}"
+        )
+    return text
