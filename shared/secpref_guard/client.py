@@ -32,7 +32,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
     wait_exponential_jitter,
 )
 
@@ -55,6 +54,8 @@ RETRYABLE_CODES = frozenset(
     }
 )
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# No attempt starts with less time than this left: it could not even connect.
+MIN_ATTEMPT_SECONDS = 1.0
 _QUERY = re.compile(r"\?[^\s'\")]*")
 _STRING_TO_SIGN = re.compile(r"(string to sign is:).*", re.DOTALL)
 
@@ -92,9 +93,18 @@ class ApiError(Exception):
 
     @property
     def retryable(self) -> bool:
-        if self.code.startswith(("InvalidParameter", "MissingParameter", "NoPermission",
-                                 "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                                 "InvalidSecurityToken", "EntityNotExist")):
+        if self.code.startswith(
+            (
+                "InvalidParameter",
+                "MissingParameter",
+                "NoPermission",
+                "Forbidden",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "InvalidSecurityToken",
+                "EntityNotExist",
+            )
+        ):
             return False
         return self.code in RETRYABLE_CODES or (self.http_status or 0) in RETRYABLE_STATUSES
 
@@ -117,11 +127,16 @@ def _clean(message: str) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """Retries of one call: at most ``attempts`` tries within ``total_seconds``, waits and
+    the tries' own timeouts included (a try's timeouts are cut to the time left, and no retry
+    starts that could not get ``MIN_ATTEMPT_SECONDS``)."""
+
     attempts: int = 5
-    total_seconds: float = 20.0  # well inside a 60 s function timeout
+    total_seconds: float = 20.0
     initial_wait: float = 0.2
     max_wait: float = 4.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
 
 
 @dataclass
@@ -145,7 +160,10 @@ class RpcClient:
         connect_timeout: int = 5,
         read_timeout: int = 10,
         region_id: str = "cn-hangzhou",
+        time_budget: float | None = None,
     ) -> None:
+        """``time_budget``: seconds every call of this client together may take (one
+        invocation's share of the function timeout); None: only each call's own bound."""
         if "://" not in endpoint:
             raise ValueError(f"endpoint needs a scheme (https://...), got {endpoint!r}")
         self.endpoint = endpoint.rstrip("/")
@@ -153,6 +171,8 @@ class RpcClient:
         self.credentials = credentials
         self.retry = retry or RetryPolicy()
         self.log = CallLog()
+        self.timeouts = (float(connect_timeout), float(read_timeout))
+        self.deadline = None if time_budget is None else self.retry.clock() + time_budget
         silence_sdk_loggers()
         self._acs = AcsClient(
             ak=credentials.access_key_id,
@@ -167,14 +187,29 @@ class RpcClient:
     def call(self, action: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """One logical call: retried on transient failures, ApiError when it finally fails."""
         attempts = 0
+        clock = self.retry.clock
+        ends = clock() + self.retry.total_seconds
+        if self.deadline is not None:
+            ends = min(ends, self.deadline)
 
         def attempt() -> dict[str, Any]:
             nonlocal attempts
+            left = ends - clock()
+            if attempts == 0 and left < MIN_ATTEMPT_SECONDS:
+                raise ApiError(
+                    action,
+                    "Guard.TimeBudgetSpent",
+                    "not attempted: the invocation's time budget for API calls is "
+                    "spent (slow or failing calls before it)",
+                )
             attempts += 1
-            return self._call_once(action, params or {})
+            return self._call_once(action, params or {}, max(left, MIN_ATTEMPT_SECONDS))
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return ends - clock() - state.upcoming_sleep < MIN_ATTEMPT_SECONDS
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.total_seconds),
+            stop=stop_after_attempt(self.retry.attempts) | out_of_time,
             wait=wait_exponential_jitter(
                 multiplier=self.retry.initial_wait,
                 max=self.retry.max_wait,
@@ -190,11 +225,20 @@ class RpcClient:
         except ApiError as exc:
             exc.attempts = attempts
             exc.args = (exc._describe(),)
+            # The SDK's exception stays chained (if suppressed) otherwise, and its message
+            # carries the signed URL: SecurityToken included.
+            exc.__context__ = None
             raise
 
-    def _call_once(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+    def _call_once(
+        self, action: str, params: Mapping[str, str], seconds_left: float | None = None
+    ) -> dict[str, Any]:
         request = CommonRequest(domain=self.endpoint, version=self.version, action_name=action)
         request.set_method("POST")
+        if seconds_left is not None:  # this try may not outlast the call's time budget
+            connect = min(self.timeouts[0], seconds_left / 2)
+            request.set_connect_timeout(connect)
+            request.set_read_timeout(min(self.timeouts[1], max(seconds_left - connect, 0.5)))
         request.set_protocol_type("https" if self.endpoint.startswith("https://") else "http")
         for key, value in params.items():
             if value is None:  # the SDK would send the text "None"
@@ -216,13 +260,17 @@ class RpcClient:
                 exc.get_request_id(),
             ) from None
         except ClientException as exc:
-            raise ApiError(action, exc.get_error_code() or "SDK.ClientError",
-                           exc.get_error_msg() or "") from None
+            raise ApiError(
+                action, exc.get_error_code() or "SDK.ClientError", exc.get_error_msg() or ""
+            ) from None
         except IndexError:
             # aliyunsdkcore 2.16 splits a SignatureDoesNotMatch message on ':' unguarded.
-            raise ApiError(action, "SignatureDoesNotMatch",
-                           "the request signature was rejected (check the access key secret)",
-                           400) from None
+            raise ApiError(
+                action,
+                "SignatureDoesNotMatch",
+                "the request signature was rejected (check the access key secret)",
+                400,
+            ) from None
         except OSError as exc:
             raise ApiError(action, "SDK.HttpError", str(exc)) from None
         try:
@@ -250,7 +298,7 @@ def _log_retry(state: RetryCallState) -> None:
             action=exc.action,
             code=exc.code,
             http_status=exc.http_status,
-            request_id=exc.request_id,
+            api_request_id=exc.request_id,  # request_id is the invocation's
             attempt=state.attempt_number,
             wait_seconds=round(state.upcoming_sleep, 3),
         )
@@ -279,14 +327,21 @@ class ImsClient:
         document = self.rpc.call("GetSecurityPreference")
         preference = document.get("SecurityPreference")
         if not isinstance(preference, dict):
-            raise ApiError("GetSecurityPreference", "InvalidResponse",
-                           "the response has no SecurityPreference object",
-                           request_id=document.get("RequestId"))
+            raise ApiError(
+                "GetSecurityPreference",
+                "InvalidResponse",
+                "the response has no SecurityPreference object",
+                request_id=document.get("RequestId"),
+            )
         try:
             values = F.parse_response(preference)
         except F.FieldValueError as exc:
-            raise ApiError("GetSecurityPreference", "InvalidResponse", str(exc),
-                           request_id=document.get("RequestId")) from None
+            raise ApiError(
+                "GetSecurityPreference",
+                "InvalidResponse",
+                str(exc),
+                request_id=document.get("RequestId"),
+            ) from None
         extra = {
             name: preference.get(group, {}).get(name)
             for name, group in F.READ_ONLY_FIELDS.items()

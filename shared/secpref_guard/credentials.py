@@ -65,8 +65,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Credentials:
     secret = env.get(ENV_ACCESS_KEY_SECRET, "").strip()
     token = env.get(ENV_SECURITY_TOKEN, "").strip() or None
     if not key_id or not secret:
-        missing = [n for n, v in ((ENV_ACCESS_KEY_ID, key_id), (ENV_ACCESS_KEY_SECRET, secret))
-                   if not v]
+        missing = [
+            n for n, v in ((ENV_ACCESS_KEY_ID, key_id), (ENV_ACCESS_KEY_SECRET, secret)) if not v
+        ]
         raise CredentialsError(
             f"no credentials: {' and '.join(missing)} not set (inside Function Compute the "
             "function's role provides them)"

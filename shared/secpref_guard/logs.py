@@ -81,6 +81,22 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of the write (it may be replaced, e.g. by a
+    test runner or a local invocation), never to a stream that has since been closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def get_logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
 
@@ -91,7 +107,7 @@ def configure(level: str | int = "INFO", stream: Any = None) -> None:
     for handler in list(logger.handlers):
         if getattr(handler, "_secpref_guard", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter())
     handler._secpref_guard = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

@@ -26,8 +26,9 @@ class InvalidParameter(EmulatedError):
     status = 400
 
     def __init__(self, name: str, problem: str):
-        super().__init__(f"The parameter {name} is invalid: {problem}",
-                         code=f"InvalidParameter.{name}")
+        super().__init__(
+            f"The parameter {name} is invalid: {problem}", code=f"InvalidParameter.{name}"
+        )
 
 
 class InvalidAccessKeyIdNotFound(EmulatedError):

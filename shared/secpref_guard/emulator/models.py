@@ -8,6 +8,7 @@ front doors (``mock.py`` for in-process tests through ``responses``, ``server.py
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,18 @@ from .. import fields as F
 from .exceptions import EmulatedError, InvalidParameter
 
 Omitted = Literal["reset", "keep"]
+# How an injected fault fails: "error" answers with the API's error shape (inject_fault); the
+# others happen on the wire and are raised by the front door (mock.py) as the HTTP library's
+# own exceptions: refused connection, connect timeout, read timeout (the service may already
+# have acted: only the reply is lost), and a slow reply (a read timeout when slower than the
+# client waits).
+FaultKind = Literal["error", "connection-error", "connect-timeout", "read-timeout", "slow"]
+TRANSPORT_FAULTS: tuple[FaultKind, ...] = (
+    "connection-error",
+    "connect-timeout",
+    "read-timeout",
+    "slow",
+)
 
 # Fields whose API default is undocumented: what the emulator resets them to when omitted.
 UNDOCUMENTED_DEFAULTS: Mapping[str, F.Value] = {
@@ -56,6 +69,14 @@ class Fault:
     message: str
     times: int
     account: str | None = None
+    kind: FaultKind = "error"
+    # seconds a transport fault takes; None: the client's own timeout (timeouts)
+    delay: float | None = None
+    reached_server: bool = True  # a read timeout: the service acted before the reply was lost
+    fired: int = 0  # how many calls this fault has failed (or slowed) so far
+
+    def matches(self, action: str | None, account: str | None) -> bool:
+        return self.times > 0 and self.action in (None, action) and self.account in (None, account)
 
 
 @dataclass
@@ -79,6 +100,8 @@ class ImsBackend:
     ignored_sets: int = 0  # the next N Sets answer success and change nothing
     after_set: list[Callable[[str, dict[str, F.Value]], None]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # how slow and timing-out transport faults wait: tests may pass a fake clock's advance
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
     # --- state ------------------------------------------------------------------------------
 
@@ -112,18 +135,63 @@ class ImsBackend:
         times: int = 1,
         account: str | None = None,
     ) -> None:
-        self.faults.append(
-            Fault(action, code, status, message or f"emulated {code}", times, account)
+        with self.lock:
+            self.faults.append(
+                Fault(action, code, status, message or f"emulated {code}", times, account)
+            )
+
+    def inject_transport_fault(
+        self,
+        kind: FaultKind,
+        *,
+        action: str | None = None,
+        times: int = 1,
+        account: str | None = None,
+        delay: float | None = None,
+        reached_server: bool = True,
+    ) -> Fault:
+        """Fail the next ``times`` matching calls on the wire (see ``FaultKind``).
+
+        ``delay`` is how long a slow reply takes, or how long a timeout takes to happen
+        (default: the timeout the client asked for). Returns the fault: ``fired`` counts the
+        calls it hit, including those that never reached the service.
+        """
+        if kind not in TRANSPORT_FAULTS:
+            raise ValueError(f"unknown transport fault {kind!r}; known: {TRANSPORT_FAULTS}")
+        if kind == "slow" and not delay:
+            raise ValueError("a slow fault needs a delay in seconds")
+        fault = Fault(
+            action,
+            kind,
+            0,
+            f"emulated {kind}",
+            times,
+            account,
+            kind=kind,
+            delay=delay,
+            reached_server=reached_server,
         )
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def take_transport_fault(self, action: str | None, account: str | None) -> Fault | None:
+        """The transport fault this call meets, if any (for the front doors)."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.kind != "error" and fault.matches(action, account):
+                    fault.times -= 1
+                    fault.fired += 1
+                    return fault
+        return None
 
     def _raise_fault(self, action: str, account: str) -> None:
         with self.lock:
             for fault in self.faults:
-                if fault.times <= 0:
-                    continue
-                if fault.action not in (None, action) or fault.account not in (None, account):
+                if fault.kind != "error" or not fault.matches(action, account):
                     continue
                 fault.times -= 1
+                fault.fired += 1
                 raise EmulatedError(fault.message, code=fault.code, status=fault.status)
 
     def calls_of(self, action: str) -> list[Call]:

@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .responses import Emulator
 
 
-def make_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 8765
-                ) -> ThreadingHTTPServer:
+def make_server(
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 8765
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "secpref-guard-emulator"
 

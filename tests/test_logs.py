@@ -1,0 +1,323 @@
+"""Structured logs: every decision of an invocation is one JSON line on stderr, with the trigger,
+the account, the fields with their actual and expected values, what was done, the API's
+request ids, the duration and the invocation's request id, at a level users can filter on
+(INFO compliant or skipped, WARNING reverted or drift, ERROR failures), and GUARD_LOG_LEVEL
+decides what is written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secpref_guard import handlers
+from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
+from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
+
+ROOT = Path(__file__).resolve().parents[1]
+Handler = Callable[[bytes, Any], str]
+SCHEDULED: Handler = load_handler("scheduled.handler", ROOT / "functions")
+AUDIT: Handler = load_handler("audit_event.handler", ROOT / "functions")
+TIMER = ("schedule", SCHEDULED, "timer.json")
+EVENT = ("event", AUDIT, "set-by-ram-user.json")
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+DECISION_LEVELS = {
+    "compliant": "INFO",
+    "skipped": "INFO",
+    "reverted": "WARNING",
+    "drift": "WARNING",
+    "error": "ERROR",
+}
+
+
+class Invocation:
+    """One handler invocation: its result or error, and every line it wrote to stderr."""
+
+    def __init__(self, lines: list[dict[str, Any]], result: dict[str, Any] | None, error: str):
+        self.lines = lines
+        self.result = result
+        self.error = error
+
+    @property
+    def decisions(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines if "status" in line]
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        (only,) = self.decisions
+        return only
+
+
+@pytest.fixture
+def replies(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every reply the emulator sent: the request ids the logs must carry."""
+    seen: list[dict[str, Any]] = []
+    handle = emulator.handle
+
+    def recording(*args: Any) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = handle(*args)
+        seen.append(json.loads(body))
+        return status, headers, body
+
+    monkeypatch.setattr(emulator, "handle", recording)
+    return seen
+
+
+@pytest.fixture
+def logged(
+    emulator: Emulator, guard_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., Invocation]]:
+    guard_env.setenv("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS", "false")
+    guard_env.setenv("BASELINE_MFA_OPERATION_FOR_LOGIN", "mandatory")
+    guard_env.setenv("GUARD_SELF_ROLE", "secpref-guard-role")
+
+    def invoke(
+        trigger: tuple[str, Handler, str], level: str | None = "DEBUG", payload: bytes = b""
+    ) -> Invocation:
+        if level is None:
+            guard_env.delenv("GUARD_LOG_LEVEL", raising=False)
+        else:
+            guard_env.setenv("GUARD_LOG_LEVEL", level)
+        handlers.reset_instance()  # a new instance: configuration and logging set up anew
+        handlers._logging_ready = False
+        capsys.readouterr()
+        _, handler, event_file = trigger
+        context = LocalContext(
+            request_id=f"fc-{trigger[0]}-{level}",
+            function=LocalFunction("secpref-guard", "x.handler"),
+            credentials=LocalCredentials("test-key-id", "test-key-secret"),
+            account_id=DEFAULT_ACCOUNT,
+        )
+        result, error = None, ""
+        try:
+            result = json.loads(
+                handler(payload or (ROOT / "events" / event_file).read_bytes(), context)
+            )
+        except handlers.HandlerError as exc:
+            error = str(exc)
+        stderr = capsys.readouterr().err
+        lines = [json.loads(line) for line in stderr.splitlines()]  # every line is JSON
+        for line in lines:
+            assert line["request_id"] == context.request_id
+            assert line["trigger"] == trigger[0]
+            assert line["function"] == "secpref-guard"
+            assert LEVELS[line["level"]] >= LEVELS.get((level or "INFO").upper(), LEVELS["INFO"])
+        return Invocation(lines, result, error)
+
+    yield invoke
+    handlers.reset_instance()
+    handlers._logging_ready = False
+
+
+def drift(emulator: Emulator) -> None:
+    emulator.ims.put(DEFAULT_ACCOUNT, AllowUserToManageAccessKeys=True, LoginSessionDuration=9)
+
+
+def assert_decision(line: dict[str, Any], status: str) -> None:
+    assert line["status"] == status
+    assert line["level"] == DECISION_LEVELS[status]
+    assert line["account"] == DEFAULT_ACCOUNT
+    if status != "skipped":
+        assert isinstance(line["duration_ms"], (int, float))
+        assert line["duration_ms"] >= 0
+
+
+@pytest.mark.parametrize("trigger", [TIMER, EVENT], ids=["timer", "event"])
+def test_a_compliant_account_is_one_info_line(
+    emulator: Emulator, logged: Callable[..., Invocation], replies: list[Any], trigger: Any
+) -> None:
+    emulator.ims.put(DEFAULT_ACCOUNT, MFAOperationForLogin="mandatory")
+    run = logged(trigger)
+
+    assert_decision(run.decision, "compliant")
+    assert run.decision["drift"] == []
+    assert run.decision["request_ids"] == [replies[0]["RequestId"]]
+    assert run.decision["api_calls"] == 1
+
+
+@pytest.mark.parametrize("trigger", [TIMER, EVENT], ids=["timer", "event"])
+def test_a_revert_is_one_warning_line_with_each_field_actual_and_expected(
+    emulator: Emulator, logged: Callable[..., Invocation], replies: list[Any], trigger: Any
+) -> None:
+    drift(emulator)
+    run = logged(trigger)
+
+    line = run.decision
+    assert_decision(line, "reverted")
+    assert {d["field"]: (d["actual"], d["expected"], d["action"]) for d in line["drift"]} == {
+        "AllowUserToManageAccessKeys": (True, False, "revert"),
+        "MFAOperationForLogin": ("independent", "mandatory", "revert"),
+    }
+    assert line["request_ids"] == [reply["RequestId"] for reply in replies]
+    assert len(line["request_ids"]) == 3  # read, write, verification
+    assert "reverted" in line["reason"]
+    if trigger is EVENT:  # who made the change that was reverted
+        assert line["actor"] == "alice"
+        assert line["event_id"] == "4f1c2a9e-7b3d-4e1a-9c55-0d2b7e8f6a11"
+
+
+def test_dry_run_drift_is_one_warning_line(
+    emulator: Emulator, logged: Callable[..., Invocation], guard_env: pytest.MonkeyPatch
+) -> None:
+    guard_env.setenv("GUARD_MODE", "dry-run")
+    drift(emulator)
+    run = logged(TIMER)
+
+    assert_decision(run.decision, "drift")
+    assert {d["action"] for d in run.decision["drift"]} == {"dry-run"}
+    assert run.decision["reason"] == "GUARD_MODE is dry-run"
+
+
+def test_a_skipped_event_is_one_info_line_with_the_reason(
+    emulator: Emulator, logged: Callable[..., Invocation]
+) -> None:
+    run = logged(("event", AUDIT, "set-by-guard.json"))
+
+    assert_decision(run.decision, "skipped")
+    assert "the guard's own role" in run.decision["reason"]
+    assert run.decision["actor"]["name"] == "secpref-guard-role/secpref-guard"
+    assert run.decision["event_id"] == "1d5a8c4b-0e9f-4b37-a2c6-8e1f3d7b9a44"
+    assert emulator.ims.calls == []
+
+
+@pytest.mark.parametrize("trigger", [TIMER, EVENT], ids=["timer", "event"])
+def test_an_api_failure_is_one_error_line_with_code_and_both_request_ids(
+    emulator: Emulator, logged: Callable[..., Invocation], replies: list[Any], trigger: Any
+) -> None:
+    drift(emulator)
+    emulator.ims.inject_fault("NoPermission", 403, action="SetSecurityPreference")
+    run = logged(trigger)
+
+    line = run.decision
+    assert_decision(line, "error")
+    assert line["message"] == run.error  # the same words as the failed invocation
+    assert line["api_message"] == "emulated NoPermission"
+    assert (line["action"], line["code"], line["http_status"]) == (
+        "SetSecurityPreference",
+        "NoPermission",
+        403,
+    )
+    assert line["api_request_id"] == replies[-1]["RequestId"]  # the API's, for its support
+    assert line["request_id"].startswith("fc-")  # the invocation's, for Function Compute's
+    assert line["attempts"] == 1
+
+
+def test_retries_are_warning_lines_before_the_decision(
+    emulator: Emulator,
+    logged: Callable[..., Invocation],
+    replies: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from secpref_guard.client import RetryPolicy
+
+    monkeypatch.setattr(handlers, "ImsClient", _without_waits(monkeypatch, RetryPolicy))
+    emulator.ims.put(DEFAULT_ACCOUNT, MFAOperationForLogin="mandatory")
+    emulator.ims.inject_fault("Throttling.User", 400, action="GetSecurityPreference", times=2)
+    run = logged(TIMER)
+
+    retries = [line for line in run.lines if line["message"] == "retrying API call"]
+    assert [(r["level"], r["attempt"], r["code"]) for r in retries] == [
+        ("WARNING", 1, "Throttling.User"),
+        ("WARNING", 2, "Throttling.User"),
+    ]
+    assert [r["api_request_id"] for r in retries] == [reply["RequestId"] for reply in replies[:2]]
+    assert all(r["wait_seconds"] > 0 for r in retries)
+    assert_decision(run.decision, "compliant")
+    assert run.lines[-1] is run.decision
+
+
+def _without_waits(monkeypatch: pytest.MonkeyPatch, policy: Any) -> Any:
+    from dataclasses import replace
+
+    from secpref_guard.client import ImsClient
+
+    no_wait = replace(policy(), sleep=lambda seconds: None)
+    return lambda *args, **kwargs: ImsClient(*args, **kwargs, retry=no_wait)
+
+
+def test_a_verification_failure_is_one_error_line_with_the_mismatches(
+    emulator: Emulator, logged: Callable[..., Invocation], replies: list[Any]
+) -> None:
+    drift(emulator)
+    emulator.ims.ignored_sets = 1
+    run = logged(TIMER)
+
+    line = run.decision
+    assert_decision(line, "error")
+    assert line["error_type"] == "VerificationError"
+    assert {m["field"]: (m["sent"], m["read"]) for m in line["mismatches"]} == {
+        "AllowUserToManageAccessKeys": (False, True),
+        "MFAOperationForLogin": ("mandatory", "independent"),
+    }
+    assert line["api_request_id"] == replies[1]["RequestId"]  # the Set's
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "trigger"),
+    [
+        ("BASELINE_ENABLE_SAVE_MFA_TICKET", "yes", TIMER),
+        ("GUARD_MODE", "on", EVENT),
+        ("GUARD_LOG_LEVEL", "VERBOSE", TIMER),
+    ],
+)
+def test_a_configuration_error_is_one_error_line_naming_the_variable(
+    emulator: Emulator,
+    logged: Callable[..., Invocation],
+    guard_env: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    trigger: Any,
+) -> None:
+    guard_env.setenv(variable, value)
+    run = logged(trigger, level=value if variable == "GUARD_LOG_LEVEL" else "DEBUG")
+
+    line = run.decision
+    assert_decision(line, "error")
+    assert line["variable"] == variable
+    assert run.error.startswith(f"configuration error: {variable}: ")
+    assert repr(value) in run.error or value in run.error
+    assert emulator.ims.calls == []
+
+
+def test_a_malformed_event_is_one_error_line(
+    emulator: Emulator, logged: Callable[..., Invocation]
+) -> None:
+    run = logged(EVENT, payload=b'{"id": "x", "type": "t", "data": {"eventName": 5}}')
+
+    assert_decision(run.decision, "error")
+    assert run.decision["error_type"] == "EventError"
+    assert "data.eventName" in run.decision["message"]
+
+
+# --- what GUARD_LOG_LEVEL lets through ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "compliant", "reverted", "failed"),
+    [
+        (None, 1, 1, 1),  # INFO by default
+        ("DEBUG", 1, 1, 1),
+        ("info", 1, 1, 1),
+        ("WARNING", 0, 1, 1),
+        ("ERROR", 0, 0, 1),
+    ],
+)
+def test_guard_log_level_filters_the_decisions(
+    emulator: Emulator,
+    logged: Callable[..., Invocation],
+    level: str | None,
+    compliant: int,
+    reverted: int,
+    failed: int,
+) -> None:
+    emulator.ims.put(DEFAULT_ACCOUNT, MFAOperationForLogin="mandatory")
+    assert len(logged(TIMER, level).lines) == compliant
+
+    drift(emulator)
+    assert len(logged(EVENT, level).decisions) == reverted
+
+    emulator.ims.inject_fault("NoPermission", 403)
+    assert len(logged(TIMER, level).decisions) == failed
