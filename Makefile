@@ -63,9 +63,13 @@ demo: venv
 # pinned dependencies built for Function Compute's platform whatever machine builds it.
 build: venv
 	rm -rf build/code && mkdir -p build/code
+	grep -v 'source-only' functions/requirements.txt > build/requirements-binary.txt
+	grep 'source-only' functions/requirements.txt | sed 's/ *#.*//' > build/requirements-source.txt
 	$(BIN)/python -m pip install --quiet --no-compile --target build/code \
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.10 \
-		--only-binary=:all: --no-deps -r functions/requirements.txt
+		--only-binary=:all: --no-deps -r build/requirements-binary.txt
+	CC=/bin/false $(BIN)/python -m pip install --quiet --no-compile --target build/code \
+		--no-deps --no-binary :all: --no-cache-dir -r build/requirements-source.txt
 	cp -r shared/secpref_guard build/code/secpref_guard
 	rm -rf build/code/secpref_guard/emulator  # test tooling, not deployed
 	cp functions/*.py build/code/

@@ -12,23 +12,32 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import engine
 from .client import ApiError, ImsClient
 from .config import ConfigError, GuardConfig, load_config
+from .control_policy import PolicyError
 from .credentials import CredentialsError, resolve
 from .handlers import HandlerError
 from .logs import configure, redact
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
-KNOWN_ERRORS = (ConfigError, CredentialsError, ApiError, engine.VerificationError, HandlerError,
-                FileNotFoundError)
+KNOWN_ERRORS = (
+    ConfigError,
+    CredentialsError,
+    ApiError,
+    engine.VerificationError,
+    PolicyError,
+    HandlerError,
+    FileNotFoundError,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--debug", action="store_true",
-                        help="debug logs and a traceback on errors")
+    common.add_argument("--debug", action="store_true", help="debug logs and a traceback on errors")
 
     parser = argparse.ArgumentParser(
         prog="secpref-guard",
@@ -36,30 +45,58 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("check", parents=[common],
-                   help="compare the live preference with the baseline (exit 2 on drift)")
-    sub.add_parser("enforce", parents=[common],
-                   help="revert drift with SetSecurityPreference and verify it")
+    sub.add_parser(
+        "check",
+        parents=[common],
+        help="compare the live preference with the baseline (exit 2 on drift)",
+    )
+    sub.add_parser(
+        "enforce", parents=[common], help="revert drift with SetSecurityPreference and verify it"
+    )
 
-    invoke = sub.add_parser("invoke", parents=[common],
-                            help="run a Function Compute handler locally with an event file")
+    policy = sub.add_parser(
+        "control-policy",
+        parents=[common],
+        help="print a Resource Directory control policy that prevents the drift",
+    )
+    policy.add_argument(
+        "--guard-role",
+        default=None,
+        help="the guard's RAM role, exempted besides the member-access role (GUARD_MEMBER_ROLE)",
+    )
+    policy.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
+
+    invoke = sub.add_parser(
+        "invoke", parents=[common], help="run a Function Compute handler locally with an event file"
+    )
     invoke.add_argument("handler", help="as written in template.yml, e.g. scheduled.handler")
     invoke.add_argument("event_file", help="the trigger's event, passed to the handler as bytes")
-    invoke.add_argument("--functions-dir", default=None,
-                        help="where the handler files are (default: ./functions)")
+    invoke.add_argument(
+        "--functions-dir", default=None, help="where the handler files are (default: ./functions)"
+    )
 
-    emulator = sub.add_parser("emulator", parents=[common],
-                              help="serve the local IMS emulator over HTTP until stopped")
+    emulator = sub.add_parser(
+        "emulator", parents=[common], help="serve the local IMS emulator over HTTP until stopped"
+    )
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8765)
     emulator.add_argument("--access-key-id", default="test-key-id")
     emulator.add_argument("--access-key-secret", default="test-key-secret")
     emulator.add_argument("--account", default=None, help="the account the key pair belongs to")
-    emulator.add_argument("--omitted", choices=("reset", "keep"), default="reset",
-                          help="what SetSecurityPreference does to omitted fields")
-    emulator.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                          help="start with this field changed (API field name), e.g. "
-                               "AllowUserToManageAccessKeys=true; repeatable")
+    emulator.add_argument(
+        "--omitted",
+        choices=("reset", "keep"),
+        default="reset",
+        help="what SetSecurityPreference does to omitted fields",
+    )
+    emulator.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="start with this field changed (API field name), e.g. "
+        "AllowUserToManageAccessKeys=true; repeatable",
+    )
     return parser
 
 
@@ -71,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("check", "enforce"):
             return _check_or_enforce(args)
+        if args.command == "control-policy":
+            return _control_policy(args)
         if args.command == "invoke":
             return _invoke(args)
         if args.command == "emulator":
@@ -104,9 +143,16 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
 
 def _check_or_enforce(args: argparse.Namespace) -> int:
     config = load_config()
-    client = ImsClient(config.settings.ims_endpoint, resolve(None))
+    credentials = resolve(None)
+    client = ImsClient(config.settings.ims_endpoint, credentials)
     write = args.command == "enforce"
-    outcome = engine.run(client, config, write=write)
+    budget = None
+    if write and config.settings.budget_bucket:
+        from .budget import from_settings
+
+        region = os.environ.get("FC_REGION") or os.environ.get("ALIBABA_CLOUD_REGION_ID")
+        budget = from_settings(config.settings, credentials, region)
+    outcome = engine.run(client, config, write=write, budget=budget, actor="secpref-guard CLI")
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
     else:
@@ -134,7 +180,7 @@ def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
     head = {
         "compliant": f"compliant: all {pinned} baseline fields match",
         "reverted": f"reverted {sum(d.action == 'revert' for d in outcome.drift)} field(s); "
-                    "verified with a fresh read",
+        "verified with a fresh read",
         "drift": f"drift in {len(outcome.drift)} of {pinned} baseline fields",
         "contested": "contested: nothing written",
     }.get(outcome.status, outcome.status)
@@ -143,11 +189,14 @@ def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
         rows = [("field", "actual", "expected", "action", "expected from")]
         for d in outcome.drift:
             item = d.as_dict()
-            rows.append((d.field, _text(item["actual"]), _text(item["expected"]), d.action,
-                         d.source))
+            rows.append(
+                (d.field, _text(item["actual"]), _text(item["expected"]), d.action, d.source)
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for i, row in enumerate(rows):
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            lines.append(
+                "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            )
             if i == 0:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         notes = [f"  {d.field}: {d.note}" for d in outcome.drift if d.note]
@@ -156,6 +205,25 @@ def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
         lines.append(f"reason: {outcome.reason}")
     lines.append(f"api calls: {outcome.api_calls}")
     return "\n".join(lines)
+
+
+# --- control-policy --------------------------------------------------------------------------
+
+
+def _control_policy(args: argparse.Namespace) -> int:
+    """The policy document only: it needs no credentials and no baseline."""
+    from .config import Settings
+    from .control_policy import render
+
+    try:
+        settings = Settings.model_validate(
+            {k: v for k, v in os.environ.items() if k == "GUARD_MEMBER_ROLE"}
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError("GUARD_MEMBER_ROLE", problem) from None
+    print(render(args.guard_role, settings.member_role, indent=args.indent))
+    return EXIT_OK
 
 
 # --- invoke --------------------------------------------------------------------------------
@@ -194,11 +262,23 @@ def _emulator(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     if args.json:
-        print(json.dumps({"status": "serving", "endpoint": endpoint, "account": account,
-                          "omitted": args.omitted}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "status": "serving",
+                    "endpoint": endpoint,
+                    "account": account,
+                    "omitted": args.omitted,
+                }
+            ),
+            flush=True,
+        )
     else:
-        print(f"IMS emulator serving {endpoint} (account {account}, omitted fields "
-              f"{args.omitted}); Ctrl-C stops it", flush=True)
+        print(
+            f"IMS emulator serving {endpoint} (account {account}, omitted fields "
+            f"{args.omitted}); Ctrl-C stops it",
+            flush=True,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -25,6 +25,9 @@ ROLE_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 DEFAULT_IMS_ENDPOINT = "https://ims.aliyuncs.com"
 DEFAULT_STS_ENDPOINT = "https://sts.aliyuncs.com"
 DEFAULT_RESOURCEMANAGER_ENDPOINT = "https://resourcemanager.aliyuncs.com"
+DEFAULT_BUDGET_PREFIX = "secpref-guard/revert-budget/"
+FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
 class ConfigError(ValueError):
@@ -112,9 +115,7 @@ class Settings(BaseModel):
     mode: Literal["enforce", "dry-run"] = PydanticField("enforce", alias="GUARD_MODE")
     ims_endpoint: str = PydanticField(DEFAULT_IMS_ENDPOINT, alias="GUARD_IMS_ENDPOINT")
     targets: str = PydanticField("self", alias="GUARD_TARGETS")
-    exclude_accounts: frozenset[str] = PydanticField(
-        frozenset(), alias="GUARD_EXCLUDE_ACCOUNTS"
-    )
+    exclude_accounts: frozenset[str] = PydanticField(frozenset(), alias="GUARD_EXCLUDE_ACCOUNTS")
     member_role: str = PydanticField(
         "ResourceDirectoryAccountAccessRole", alias="GUARD_MEMBER_ROLE"
     )
@@ -138,6 +139,60 @@ class Settings(BaseModel):
     revert_window_minutes: int = PydanticField(
         60, alias="GUARD_REVERT_WINDOW_MINUTES", ge=1, le=7 * 24 * 60
     )
+    # Where the revert budget is counted (an OSS bucket the template creates); unset: no budget.
+    budget_bucket: str | None = PydanticField(None, alias="GUARD_BUDGET_BUCKET")
+    budget_endpoint: str | None = PydanticField(None, alias="GUARD_BUDGET_ENDPOINT")
+    budget_prefix: str = PydanticField(DEFAULT_BUDGET_PREFIX, alias="GUARD_BUDGET_PREFIX")
+    # Many accounts (GUARD_TARGETS other than self): in-process up to the threshold, beyond it
+    # batches dispatched asynchronously to the worker function, when one is configured.
+    worker_function: str | None = PydanticField(None, alias="GUARD_WORKER_FUNCTION")
+    fanout_threshold: int = PydanticField(50, alias="GUARD_FANOUT_THRESHOLD", ge=1, le=100_000)
+    batch_size: int = PydanticField(50, alias="GUARD_BATCH_SIZE", ge=1, le=1000)
+    concurrency: int = PydanticField(10, alias="GUARD_CONCURRENCY", ge=1, le=64)
+    fc_endpoint: str | None = PydanticField(None, alias="GUARD_FC_ENDPOINT")
+
+    @field_validator("worker_function", "fc_endpoint", mode="before")
+    @classmethod
+    def _fanout_empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("worker_function")
+    @classmethod
+    def _function_name(cls, value: str | None) -> str | None:
+        if value is not None and not FUNCTION_NAME.match(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a function name (letters, digits, '_', '-'; 1-64, "
+                "starting with a letter or '_')"
+            )
+        return value.strip() if value else None
+
+    @field_validator("fc_endpoint")
+    @classmethod
+    def _fc_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _endpoint(value)
+
+    @field_validator("budget_bucket", "budget_endpoint", mode="before")
+    @classmethod
+    def _budget_empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("budget_bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        # Serverless Devs substitutes ${config('AccountID')} at deploy time
+        if "${" not in text and not BUCKET_NAME.match(text):
+            raise ValueError(
+                f"{value!r} is not an OSS bucket name (3-63 lower-case letters, digits, '-')"
+            )
+        return text
+
+    @field_validator("budget_endpoint")
+    @classmethod
+    def _budget_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _endpoint(value)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -181,8 +236,15 @@ class Settings(BaseModel):
             )
         return text
 
-    @field_validator("self_role", "dingtalk_webhook", "dingtalk_secret", "webhook_url",
-                     "eventbridge_bus", "preset", mode="before")
+    @field_validator(
+        "self_role",
+        "dingtalk_webhook",
+        "dingtalk_secret",
+        "webhook_url",
+        "eventbridge_bus",
+        "preset",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -237,7 +299,14 @@ class Settings(BaseModel):
                 raise ValueError(f"entry {index}: {_describe(exc)}") from None
         return tuple(parsed)
 
-    @field_validator("max_reverts", "revert_window_minutes", mode="before")
+    @field_validator(
+        "max_reverts",
+        "revert_window_minutes",
+        "fanout_threshold",
+        "batch_size",
+        "concurrency",
+        mode="before",
+    )
     @classmethod
     def _strict_int(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -303,7 +372,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> GuardConfig:
         if raw is None:
             continue
         if f.kind not in ("masks", "types") and not raw.strip():
-            raise ConfigError(f.env_var, f"is empty; expected {f.allowed} (unset it to not enforce)")
+            raise ConfigError(
+                f.env_var, f"is empty; expected {f.allowed} (unset it to not enforce)"
+            )
         try:
             baseline[f.api_name] = f.parse_text(raw)
         except FieldValueError as exc:

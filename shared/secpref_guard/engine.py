@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from . import fields as F
 from .client import ApiError, ImsClient, Preference
@@ -115,8 +115,10 @@ def compare(config: GuardConfig, live: Preference, account: str, today: date) ->
                         action = "exempt"
                         note = f"exempt until {exemption.until.isoformat()}: {exemption.reason}"
                     else:
-                        note = (f"exemption expired on {exemption.until.isoformat()} "
-                                f"({exemption.reason})")
+                        note = (
+                            f"exemption expired on {exemption.until.isoformat()} "
+                            f"({exemption.reason})"
+                        )
         if action == "revert" and config.dry_run:
             action = "dry-run"
         drifts.append(Drift(api_name, actual, expected, action, config.source_of(api_name), note))
@@ -136,6 +138,21 @@ def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
+class Budget(Protocol):
+    """The revert budget (budget.RevertBudget): consulted only before a write."""
+
+    max_reverts: int
+
+    def check(self, account: str, now: datetime | None = None) -> Any: ...
+
+    def record_in_background(
+        self, account: str, now: datetime | None = None, actor: str | None = None
+    ) -> Any: ...
+
+
+BUDGET_RECORD_WAIT_SECONDS = 15.0
+
+
 def run(
     client: ImsClient,
     config: GuardConfig,
@@ -144,10 +161,14 @@ def run(
     write: bool = True,
     today: date | None = None,
     live: Preference | None = None,
+    budget: Budget | None = None,
+    actor: str | None = None,
 ) -> Outcome:
     """Check one account and, when ``write`` and the policy allow, revert its drift.
 
-    ``write=False`` is the CLI's ``check``: it reports the drift and never writes.
+    ``write=False`` is the CLI's ``check``: it reports the drift and never writes. With a
+    ``budget``, a write happens only while the account's revert budget is not spent (the store
+    is read only when there is something to write); ``actor`` is who made the change, if known.
     """
     started = time.perf_counter()
     calls_before = client.log.calls
@@ -155,7 +176,7 @@ def run(
     mode = "check" if not write else config.settings.mode
     outcome = Outcome(status="compliant", account=account, mode=mode)
     try:
-        _run(client, config, outcome, write, today or _today(), live)
+        _run(client, config, outcome, write, today or _today(), live, budget, actor)
     finally:
         outcome.api_calls = client.log.calls - calls_before
         outcome.request_ids = client.log.request_ids[ids_before:]
@@ -171,6 +192,8 @@ def _run(
     write: bool,
     today: date,
     live: Preference | None,
+    budget: Budget | None = None,
+    actor: str | None = None,
 ) -> None:
     if live is None:
         live = client.get_security_preference()
@@ -188,12 +211,30 @@ def _run(
         outcome.reason = _why_not_written(drifts, write, config)
         return
 
+    budget_note = ""
+    if budget is not None:
+        check = budget.check(outcome.account)
+        outcome.extra["budget"] = check.as_dict()
+        if not check.allowed:
+            _contest(outcome, config, to_revert, check)
+            return
+        if check.error:
+            budget_note = f"; {check.error}"
+
     desired = desired_state(live, drifts)
     request_id = client.set_security_preference(desired)
+    pending = (
+        budget.record_in_background(outcome.account, actor=actor) if budget is not None else None
+    )
     fresh = client.get_security_preference()
+    if pending is not None:
+        pending.wait(BUDGET_RECORD_WAIT_SECONDS)
     mismatches = [
-        {"field": name, "sent": F.field(name).display(value),
-         "read": F.field(name).display(fresh.values.get(name))}
+        {
+            "field": name,
+            "sent": F.field(name).display(value),
+            "read": F.field(name).display(fresh.values.get(name)),
+        }
         for name, value in desired.items()
         if fresh.values.get(name) != value
     ]
@@ -203,7 +244,34 @@ def _run(
     kept = [d.field for d in drifts if d.action != "revert"]
     outcome.reason = f"reverted {', '.join(d.field for d in to_revert)}"
     if kept:
-        outcome.reason += f"; not written: {', '.join(kept)} ({_why_not_written(drifts, True, config)})"
+        why = _why_not_written(drifts, True, config)
+        outcome.reason += f"; not written: {', '.join(kept)} ({why})"
+    outcome.reason += budget_note
+
+
+def _contest(outcome: Outcome, config: GuardConfig, to_revert: list[Drift], check: Any) -> None:
+    """The budget is spent: write nothing, and say loudly that two automations are fighting."""
+    settings = config.settings
+    fields = ", ".join(d.field for d in to_revert)
+    outcome.status = "contested"
+    outcome.reason = (
+        f"revert budget spent: {len(check.recent)} reverts within "
+        f"{settings.revert_window_minutes} minutes (GUARD_MAX_REVERTS={settings.max_reverts}); "
+        f"nothing written. Something keeps changing {fields} back"
+        + (f" (last seen: {check.last_actor})" if check.last_actor else "")
+        + ": a person must decide which value is right (set the baseline to it, or mark the "
+        "field report-only)"
+    )
+    event(
+        logging.ERROR,
+        "account contested: automations are fighting over the security preference",
+        account=outcome.account,
+        fields=[d.field for d in to_revert],
+        recent_reverts=check.as_dict()["recent"],
+        last_actor=check.last_actor,
+        max_reverts=settings.max_reverts,
+        window_minutes=settings.revert_window_minutes,
+    )
 
 
 def _as_check(d: Drift) -> Drift:
@@ -229,8 +297,11 @@ def failed(account: str, mode: str, exc: Exception) -> Outcome:
     if isinstance(exc, ApiError):
         error = {"type": "ApiError", **exc.as_dict()}
     elif isinstance(exc, VerificationError):
-        error = {"type": "VerificationError", "mismatches": exc.mismatches,
-                 "request_id": exc.request_id}
+        error = {
+            "type": "VerificationError",
+            "mismatches": exc.mismatches,
+            "request_id": exc.request_id,
+        }
     else:
         error = {"type": type(exc).__name__}
     return Outcome(status="error", account=account, mode=mode, reason=str(exc), error=error)
@@ -238,7 +309,7 @@ def failed(account: str, mode: str, exc: Exception) -> Outcome:
 
 def _log_outcome(outcome: Outcome) -> None:
     level = logging.INFO
-    if outcome.status in ("reverted", "drift"):
+    if outcome.status in ("reverted", "drift", "contested"):
         level = logging.WARNING
     event(
         level,
