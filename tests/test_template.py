@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from secpref_guard.config import Settings, load_config
+from secpref_guard.config import DEFAULT_BUDGET_PREFIX, Settings, load_config
 from secpref_guard.events import parse_audit_event
 from secpref_guard.fields import BY_ENV_VAR
 from secpref_guard.handlers import skip_reason
@@ -55,6 +55,12 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return json.loads(text[start:])
 
 
+def worker_name(rendered: dict[str, Any]) -> str:
+    (worker,) = [p for p in functions(rendered).values() if p["handler"] == "worker.handler"]
+    assert worker["environmentVariables"]["GUARD_WORKER_FUNCTION"] == worker["functionName"]
+    return str(worker["functionName"])
+
+
 def functions(rendered: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
         name: resource["props"]
@@ -68,10 +74,14 @@ def role_template(rendered: dict[str, Any]) -> dict[str, Any]:
     return role["props"]["template"]
 
 
-def test_template_is_serverless_devs_3_with_both_functions(rendered: dict[str, Any]) -> None:
+def test_template_is_serverless_devs_3_with_its_three_functions(rendered: dict[str, Any]) -> None:
     assert rendered["edition"] == "3.0.0"
     props = functions(rendered)
-    assert {p["handler"] for p in props.values()} == {"scheduled.handler", "audit_event.handler"}
+    assert {p["handler"] for p in props.values()} == {
+        "scheduled.handler",
+        "audit_event.handler",
+        "worker.handler",
+    }
     for p in props.values():
         assert p["runtime"] == "python3.10"
         assert p["code"] == "./build/code"
@@ -100,12 +110,14 @@ def test_environment_is_a_valid_configuration(rendered: dict[str, Any]) -> None:
         assert config.baseline["AllowUserToManageAccessKeys"] is False
 
 
-def test_role_is_trusted_by_function_compute_and_allowed_only_the_two_actions(
+def resources_of_type(rendered: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r for r in role_template(rendered)["Resources"].values() if r["Type"] == kind]
+
+
+def test_role_is_trusted_by_function_compute_and_allowed_only_its_job(
     rendered: dict[str, Any],
 ) -> None:
-    template = role_template(rendered)
-    (role,) = template["Resources"].values()
-    assert role["Type"] == "ALIYUN::RAM::Role"
+    (role,) = resources_of_type(rendered, "ALIYUN::RAM::Role")
     props = role["Properties"]
     trust = props["AssumeRolePolicyDocument"]["Statement"]
     assert trust == [
@@ -115,17 +127,57 @@ def test_role_is_trusted_by_function_compute_and_allowed_only_the_two_actions(
             "Principal": {"Service": ["fc.aliyuncs.com"]},
         }
     ]
-    granted: set[str] = set()
+    grants: dict[str, Any] = {}
     for policy in props["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             assert statement["Effect"] == "Allow"
             actions = statement["Action"]
-            granted |= set([actions] if isinstance(actions, str) else actions)
-    assert granted == GUARD_ACTIONS
+            for action in [actions] if isinstance(actions, str) else actions:
+                grants[action] = statement["Resource"]
+    # the preference actions; the budget store's own actions on its own prefix only; and for
+    # many accounts: entering members through the member-access role, listing them, and
+    # invoking the worker function (nothing else)
+    assert set(grants) == GUARD_ACTIONS | {
+        "oss:GetObject",
+        "oss:PutObject",
+        "sts:AssumeRole",
+        "resourcemanager:ListAccounts",
+        "fc:InvokeFunction",
+    }
+    for action in GUARD_ACTIONS:
+        assert grants[action] == "*"
+    assert grants["resourcemanager:ListAccounts"] == "*"
+    assert grants["sts:AssumeRole"] == "acs:ram:*:*:role/resourcedirectoryaccountaccessrole"
+    separator, parts = grants["fc:InvokeFunction"]["Fn::Join"]
+    assert parts[0] == "acs:fc:"
+    assert parts[-1] == ":functions/" + worker_name(rendered)
+    (bucket,) = resources_of_type(rendered, "ALIYUN::OSS::Bucket")
+    bucket_name = bucket["Properties"]["BucketName"]["Fn::Join"][1]
+    for action in ("oss:GetObject", "oss:PutObject"):
+        separator, parts = grants[action]["Fn::Join"]
+        assert separator == ""
+        assert parts[0] == "acs:oss:*:*:" + bucket_name[0]
+        assert parts[1] == bucket_name[1]
+        assert parts[2] == "/" + DEFAULT_BUDGET_PREFIX + "*"
+
+
+def test_budget_bucket_is_private_and_expires_old_counts(rendered: dict[str, Any]) -> None:
+    (bucket,) = resources_of_type(rendered, "ALIYUN::OSS::Bucket")
+    props = bucket["Properties"]
+    assert props["AccessControl"] == "private"
+    (rule,) = props["LifecycleConfiguration"]["Rule"]
+    assert rule["Prefix"] == DEFAULT_BUDGET_PREFIX
+    assert rule["Status"] == "Enabled"
+    assert rule["Expiration"]["Days"] >= 21
+    for p in functions(rendered).values():
+        env = p["environmentVariables"]
+        assert env["GUARD_BUDGET_BUCKET"].startswith(
+            bucket["Properties"]["BucketName"]["Fn::Join"][1][0]
+        )
 
 
 def test_functions_run_as_the_role_the_template_creates(rendered: dict[str, Any]) -> None:
-    (role,) = role_template(rendered)["Resources"].values()
+    (role,) = resources_of_type(rendered, "ALIYUN::RAM::Role")
     name = role["Properties"]["RoleName"]
     for p in functions(rendered).values():
         assert p["role"] == name

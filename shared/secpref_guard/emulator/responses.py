@@ -97,12 +97,24 @@ class Emulator:
 
     # --- the one entry point of both front doors --------------------------------------------
 
-    def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes | str | None
-               ) -> Reply:
+    # Tried in order before the RPC door: a route answers the requests it owns (Function
+    # Compute's REST invoke, fc.py), or raises an EmulatedError (an expired STS key, sts.py),
+    # and returns None for every other request. RPC services register in ``services``.
+    routes: list[Callable[[str, str, Mapping[str, str], bytes | str | None], Reply | None]] = field(
+        default_factory=list
+    )
+
+    def handle(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | str | None
+    ) -> Reply:
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
         request_id = new_request_id()
         try:
+            for route in self.routes:
+                reply = route(method, url, headers, body)
+                if reply is not None:
+                    return reply
             params = self._params(url, headers, body)
             key = self._authenticate(method, params)
             handler = self._route(params)
@@ -112,33 +124,43 @@ class Emulator:
             document["RequestId"] = request_id
             return 200, {"Content-Type": "application/json"}, json.dumps(document).encode()
         except EmulatedError as exc:
-            return exc.status, {"Content-Type": "application/json"}, json.dumps(
-                {
-                    "RequestId": request_id,
-                    "HostId": HOST_ID,
-                    "Code": exc.code,
-                    "Message": exc.message,
-                    "Recommend": f"https://api.aliyun.com/troubleshoot?q={exc.code}",
-                }
-            ).encode()
+            return (
+                exc.status,
+                {"Content-Type": "application/json"},
+                json.dumps(
+                    {
+                        "RequestId": request_id,
+                        "HostId": HOST_ID,
+                        "Code": exc.code,
+                        "Message": exc.message,
+                        "Recommend": f"https://api.aliyun.com/troubleshoot?q={exc.code}",
+                    }
+                ).encode(),
+            )
 
     @staticmethod
     def _params(url: str, headers: Mapping[str, str], body: bytes | str | None) -> dict[str, str]:
         params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-        content_type = next(
-            (v for k, v in headers.items() if k.lower() == "content-type"), ""
-        )
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
         if body and "application/x-www-form-urlencoded" in content_type:
             text = body.decode() if isinstance(body, bytes) else body
             params.update(parse_qsl(text, keep_blank_values=True))
         return params
 
     def _authenticate(self, method: str, params: Mapping[str, str]) -> KeyPair:
-        for required in ("AccessKeyId", "Signature", "SignatureNonce", "Timestamp", "Version",
-                         "Action"):
+        for required in (
+            "AccessKeyId",
+            "Signature",
+            "SignatureNonce",
+            "Timestamp",
+            "Version",
+            "Action",
+        ):
             if not params.get(required):
-                raise MissingParameter(f"The input parameter {required} that is mandatory "
-                                       "for processing this request is not supplied.")
+                raise MissingParameter(
+                    f"The input parameter {required} that is mandatory "
+                    "for processing this request is not supplied."
+                )
         key = self.keys.get(params["AccessKeyId"])
         if key is None:
             raise InvalidAccessKeyIdNotFound("Specified access key is not found.")
@@ -151,8 +173,9 @@ class Emulator:
                 shown["SecurityToken"] = "***"
             raise SignatureDoesNotMatch(string_to_sign(method, shown))
         if key.security_token is not None and params.get("SecurityToken") != key.security_token:
-            raise InvalidSecurityToken("The security token you provided does not match the "
-                                       "access key.")
+            raise InvalidSecurityToken(
+                "The security token you provided does not match the access key."
+            )
         if key.security_token is None and params.get("SecurityToken"):
             raise InvalidSecurityToken("A security token was sent with a permanent access key.")
         if self.check_nonces:
@@ -176,8 +199,20 @@ class Emulator:
 
 
 _PROTOCOL_PARAMS = frozenset(
-    {"AccessKeyId", "Signature", "SignatureNonce", "SignatureMethod", "SignatureVersion",
-     "SignatureType", "Timestamp", "Format", "Version", "Action", "RegionId", "SecurityToken"}
+    {
+        "AccessKeyId",
+        "Signature",
+        "SignatureNonce",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureType",
+        "Timestamp",
+        "Format",
+        "Version",
+        "Action",
+        "RegionId",
+        "SecurityToken",
+    }
 )
 
 
