@@ -45,12 +45,13 @@ demo: venv
 	export BASELINE_LOGIN_NETWORK_MASKS="10.0.0.0/8;192.168.0.0/16"; \
 	unset GUARD_MODE GUARD_PRESET; \
 	echo "== starting the IMS emulator; someone has loosened the account's security preference"; \
+	log=$$(mktemp); \
 	$(BIN)/secpref-guard emulator --port $(DEMO_PORT) \
 		--set AllowUserToManageAccessKeys=true --set EnableSaveMFATicket=true \
-		--set LoginNetworkMasks="192.168.0.0/16" --set LoginSessionDuration=24 & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
-	$(BIN)/python -c "import socket,time,sys; \
-	[time.sleep(0.1) for _ in range(100) if socket.socket().connect_ex(('127.0.0.1', $(DEMO_PORT)))]"; \
+		--set LoginNetworkMasks="192.168.0.0/16" --set LoginSessionDuration=24 > $$log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true; rm -f $$log' EXIT; \
+	for _ in $$(seq 100); do grep -q serving $$log && break; kill -0 $$pid || break; sleep 0.1; done; \
+	cat $$log; grep -q serving $$log || { echo "the emulator did not start" >&2; exit 1; }; \
 	echo; echo "== secpref-guard check   (exit 2: drift)"; \
 	$(BIN)/secpref-guard check && exit 1 || test $$? -eq 2; \
 	echo; echo "== secpref-guard enforce (writes the complete desired state, then re-reads)"; \

@@ -339,3 +339,14 @@ def test_check_over_http_against_the_emulator_command():
         server.stdout.close()
         server.stderr.close()
     assert server.returncode == 0  # SIGTERM stops it cleanly
+
+
+def test_invalid_log_level_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GUARD_LOG_LEVEL", "loud")
+    assert cli.main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "GUARD_LOG_LEVEL" in err
+    assert "Traceback" not in err

@@ -19,7 +19,7 @@ from .client import ApiError, ImsClient
 from .config import ConfigError, GuardConfig, load_config
 from .control_policy import PolicyError
 from .credentials import CredentialsError, resolve
-from .handlers import HandlerError
+from .handlers import LOG_LEVELS, HandlerError
 from .logs import configure, redact
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
@@ -104,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The table (or JSON) on stdout is the CLI's output; JSON log lines on stderr only for errors
     # unless GUARD_LOG_LEVEL or --debug asks for more.
-    configure("DEBUG" if args.debug else os.environ.get("GUARD_LOG_LEVEL", "ERROR"))
+    level = os.environ.get("GUARD_LOG_LEVEL", "").strip().upper() or "ERROR"
+    if level not in LOG_LEVELS:
+        configure("ERROR")
+        problem = f"expected one of {', '.join(LOG_LEVELS)}, got {os.environ['GUARD_LOG_LEVEL']!r}"
+        return _fail(args, ConfigError("GUARD_LOG_LEVEL", problem))
+    configure("DEBUG" if args.debug else level)
     try:
         if args.command in ("check", "enforce"):
             return _check_or_enforce(args)
