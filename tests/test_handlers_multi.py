@@ -170,3 +170,68 @@ def test_a_member_event_whose_role_cannot_be_assumed_fails_loudly(org: Organisat
     org.sts.remove_role(member, MEMBER_ROLE)
     with pytest.raises(handlers.HandlerError, match=member):
         run("audit_event.handler", member_event(org, member), org)
+
+
+# --- the CLI across the organisation ---------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(org: Organisation, monkeypatch: pytest.MonkeyPatch) -> Organisation:
+    key_id, secret, token = org.guard_key
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret)
+    monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", token)
+    return org
+
+
+def test_cli_check_covers_every_target_and_writes_nothing(
+    cli_env: Organisation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from secpref_guard import cli
+
+    drift(cli_env, cli_env.members[1])
+    assert cli.main(["check"]) == 2
+    out = capsys.readouterr().out
+    assert f"account {cli_env.members[1]} (check): drift in 2 of 2 baseline fields" in out
+    assert "5 accounts: 4 compliant, 1 drift" in out
+    assert cli_env.emulator.ims.calls_of("SetSecurityPreference") == []
+
+
+def test_cli_enforce_reverts_every_target_and_reports_a_failed_one(
+    cli_env: Organisation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from secpref_guard import cli
+
+    drift(cli_env, *cli_env.members)
+    cli_env.sts.remove_role(cli_env.members[0], MEMBER_ROLE)
+    assert cli.main(["enforce", "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"]["reverted"] == 3
+    assert [f["account"] for f in summary["failed"]] == [cli_env.members[0]]
+    for account in cli_env.members[1:]:
+        assert cli_env.emulator.ims.state(account)["AllowUserToManageAccessKeys"] is False
+
+
+def test_cli_applies_exemptions_to_the_account_its_credentials_belong_to(
+    cli_env: Organisation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from secpref_guard import cli
+
+    monkeypatch.setenv("GUARD_TARGETS", "self")
+    own = cli_env.management_account
+    exemption = [
+        {
+            "account": own,
+            "fields": ["AllowUserToManageAccessKeys"],
+            "until": "2999-12-31",
+            "reason": "CHG-7",
+        }
+    ]
+    monkeypatch.setenv("GUARD_EXEMPTIONS", json.dumps(exemption))
+    drift(cli_env, own)
+    assert cli.main(["enforce", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["account"] == own
+    actions = {d["field"]: d["action"] for d in result["drift"]}
+    assert actions == {"AllowUserToManageAccessKeys": "exempt", "LoginSessionDuration": "revert"}
+    assert cli_env.emulator.ims.state(own)["AllowUserToManageAccessKeys"] is True

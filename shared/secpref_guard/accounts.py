@@ -282,6 +282,19 @@ class StsClient:
     def log(self) -> CallLog:
         return self.rpc.log
 
+    def get_caller_identity(self) -> str:
+        """The account id of the credentials' owner (STS GetCallerIdentity)."""
+        document = self.rpc.call("GetCallerIdentity")
+        account = document.get("AccountId")
+        if not isinstance(account, (str, int)) or not str(account).isdigit():
+            raise ApiError(
+                "GetCallerIdentity",
+                "InvalidResponse",
+                "the response has no AccountId",
+                request_id=document.get("RequestId"),
+            )
+        return str(account)
+
     def assume_role(
         self,
         arn: str,

@@ -148,16 +148,27 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
 
 def _check_or_enforce(args: argparse.Namespace) -> int:
     config = load_config()
+    settings = config.settings
     credentials = resolve(None)
-    client = ImsClient(config.settings.ims_endpoint, credentials)
     write = args.command == "enforce"
     budget = None
-    if write and config.settings.budget_bucket:
+    if write and settings.budget_bucket:
         from .budget import from_settings
 
         region = os.environ.get("FC_REGION") or os.environ.get("ALIBABA_CLOUD_REGION_ID")
-        budget = from_settings(config.settings, credentials, region)
-    outcome = engine.run(client, config, write=write, budget=budget, actor="secpref-guard CLI")
+        budget = from_settings(settings, credentials, region)
+    if settings.targets != "self":
+        return _many_accounts(args, config, credentials, write, budget)
+    account = "self"
+    if settings.exemptions:
+        # exemptions name accounts: learn which one these credentials belong to (one call)
+        from .accounts import StsClient
+
+        account = StsClient(settings.sts_endpoint, credentials).get_caller_identity()
+    client = ImsClient(settings.ims_endpoint, credentials)
+    outcome = engine.run(
+        client, config, account=account, write=write, budget=budget, actor="secpref-guard CLI"
+    )
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
     else:
@@ -167,6 +178,40 @@ def _check_or_enforce(args: argparse.Namespace) -> int:
     if outcome.status == "drift":
         return EXIT_DRIFT
     return EXIT_ERROR
+
+
+def _many_accounts(
+    args: argparse.Namespace, config: GuardConfig, credentials: Any, write: bool, budget: Any
+) -> int:
+    """GUARD_TARGETS other than self: every target in this process, with bounded concurrency."""
+    from .accounts import StsClient
+    from .fanout import FanoutOptions, run_scheduled
+
+    settings = config.settings
+    own = StsClient(settings.sts_endpoint, credentials).get_caller_identity()
+    summary = run_scheduled(
+        config,
+        credentials,
+        own_account=own,
+        options=FanoutOptions(concurrency=settings.concurrency),
+        budget=budget,
+        write=write,
+    )
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        for outcome in summary.outcomes:
+            if outcome.status == "error":
+                print(f"account {outcome.account}: FAILED: {outcome.reason}")
+            else:
+                print(render_outcome(outcome, config))
+        for skipped in summary.skipped:
+            print(f"account {skipped.account}: skipped ({skipped.reason})")
+        print(summary.reason)
+    counts = summary.counts
+    if counts["failed"] or counts["contested"]:
+        return EXIT_ERROR
+    return EXIT_DRIFT if counts["drift"] else EXIT_OK
 
 
 def _text(value: Any) -> str:

@@ -629,8 +629,10 @@ def run_scheduled(
     run_id: str | None = None,
     retry: RetryPolicy | None = None,
     budget: engine.Budget | None = None,
+    write: bool = True,
 ) -> RunSummary:
     """The timer's run: list the targets, then enforce them in-process or dispatch batches.
+    ``write=False`` checks every target and writes nothing (the CLI's ``check``).
 
     Raises ApiError only when the targets cannot be listed (ListAccounts failed): then there
     is no run, and Function Compute records the failed invocation.
@@ -653,7 +655,11 @@ def run_scheduled(
     )
     summary.listing_api_calls = directory.log.calls if directory else 0
     with bind(run_id=run_id):
-        if options.worker_function and len(targets.accounts) > options.in_process_threshold:
+        if (
+            write
+            and options.worker_function
+            and len(targets.accounts) > options.in_process_threshold
+        ):
             if not options.fc_endpoint:
                 raise ValueError("fan-out needs the Function Compute endpoint (fc_endpoint)")
             summary.execution = "fan-out"
@@ -678,6 +684,7 @@ def run_scheduled(
                 concurrency=options.concurrency,
                 retry=retry,
                 budget=budget,
+                write=write,
             )
         summary.duration_ms = (time.perf_counter() - started) * 1000
         summary.log()

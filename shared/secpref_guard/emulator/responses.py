@@ -29,6 +29,7 @@ from .models import DEFAULT_ACCOUNT, Call, ImsBackend, KeyPair, new_request_id
 DEFAULT_ACCESS_KEY_ID = "test-key-id"
 DEFAULT_ACCESS_KEY_SECRET = "test-key-secret"  # noqa: S105 - the emulator's documented test key
 IMS_VERSION = "2019-08-15"
+STS_VERSION = "2015-04-01"
 HOST_ID = "ims.aliyuncs.com"
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -70,7 +71,20 @@ class Emulator:
             IMS_VERSION: {
                 "GetSecurityPreference": self.ims.get_security_preference,
                 "SetSecurityPreference": self.ims.set_security_preference,
-            }
+            },
+            # who am I: the account of the signing key (emulator/sts.py adds AssumeRole)
+            STS_VERSION: {"GetCallerIdentity": self.get_caller_identity},
+        }
+
+    def get_caller_identity(self, account: str, params: Mapping[str, str]) -> dict[str, Any]:
+        key = self.keys[params["AccessKeyId"]]
+        arn = f"acs:ram::{account}:{key.principal}"
+        identity = "AssumedRoleUser" if key.principal.startswith("assumed-role") else "Account"
+        return {
+            "AccountId": account,
+            "Arn": arn,
+            "IdentityType": identity,
+            "PrincipalId": account if identity == "Account" else key.principal,
         }
 
     @classmethod

@@ -203,7 +203,7 @@ def _duration(text: str | None, maximum: int) -> int:
 def install(emulator: Emulator, *, clock: Callable[[], float] = time.time) -> StsBackend:
     """Serve STS AssumeRole from ``emulator`` and reject its expired keys."""
     backend = StsBackend(emulator, clock=clock)
-    emulator.services[STS_VERSION] = {"AssumeRole": backend.assume_role}
+    emulator.services.setdefault(STS_VERSION, {})["AssumeRole"] = backend.assume_role
     emulator.routes.append(backend.reject_expired)
     return backend
 
