@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from aliyunsdkcore.client import AcsClient
@@ -56,6 +56,7 @@ RETRYABLE_CODES = frozenset(
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # No attempt starts with less time than this left: it could not even connect.
 MIN_ATTEMPT_SECONDS = 1.0
+T = TypeVar("T")
 _QUERY = re.compile(r"\?[^\s'\")]*")
 _STRING_TO_SIGN = re.compile(r"(string to sign is:).*", re.DOTALL)
 
@@ -186,49 +187,12 @@ class RpcClient:
 
     def call(self, action: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """One logical call: retried on transient failures, ApiError when it finally fails."""
-        attempts = 0
-        clock = self.retry.clock
-        ends = clock() + self.retry.total_seconds
-        if self.deadline is not None:
-            ends = min(ends, self.deadline)
-
-        def attempt() -> dict[str, Any]:
-            nonlocal attempts
-            left = ends - clock()
-            if attempts == 0 and left < MIN_ATTEMPT_SECONDS:
-                raise ApiError(
-                    action,
-                    "Guard.TimeBudgetSpent",
-                    "not attempted: the invocation's time budget for API calls is "
-                    "spent (slow or failing calls before it)",
-                )
-            attempts += 1
-            return self._call_once(action, params or {}, max(left, MIN_ATTEMPT_SECONDS))
-
-        def out_of_time(state: RetryCallState) -> bool:
-            return ends - clock() - state.upcoming_sleep < MIN_ATTEMPT_SECONDS
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts) | out_of_time,
-            wait=wait_exponential_jitter(
-                multiplier=self.retry.initial_wait,
-                max=self.retry.max_wait,
-                jitter=self.retry.initial_wait,
-            ),
-            retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.retryable),
-            sleep=self.retry.sleep,
-            reraise=True,
-            before_sleep=_log_retry,
+        return with_retries(
+            self.retry,
+            action,
+            lambda left: self._call_once(action, params or {}, left),
+            deadline=self.deadline,
         )
-        try:
-            return retrying(attempt)
-        except ApiError as exc:
-            exc.attempts = attempts
-            exc.args = (exc._describe(),)
-            # The SDK's exception stays chained (if suppressed) otherwise, and its message
-            # carries the signed URL: SecurityToken included.
-            exc.__context__ = None
-            raise
 
     def _call_once(
         self, action: str, params: Mapping[str, str], seconds_left: float | None = None
@@ -283,6 +247,64 @@ class RpcClient:
         if isinstance(request_id, str):
             self.log.request_ids.append(request_id)
         return document
+
+
+def with_retries(
+    policy: RetryPolicy,
+    action: str,
+    attempt: Callable[[float], T],
+    *,
+    deadline: float | None = None,
+) -> T:
+    """Run ``attempt`` (given the seconds left for that try) until it succeeds, fails for good,
+    or the retries or the time run out; the last ApiError says how many tries it took.
+
+    Bounded twice: ``policy.total_seconds`` for this call and ``deadline`` (a clock value) for
+    the invocation; no retry starts with less than MIN_ATTEMPT_SECONDS left.
+    """
+    attempts = 0
+    clock = policy.clock
+    ends = clock() + policy.total_seconds
+    if deadline is not None:
+        ends = min(ends, deadline)
+
+    def one_try() -> T:
+        nonlocal attempts
+        left = ends - clock()
+        if attempts == 0 and left < MIN_ATTEMPT_SECONDS:
+            raise ApiError(
+                action,
+                "Guard.TimeBudgetSpent",
+                "not attempted: the invocation's time budget for API calls is "
+                "spent (slow or failing calls before it)",
+            )
+        attempts += 1
+        return attempt(max(left, MIN_ATTEMPT_SECONDS))
+
+    def out_of_time(state: RetryCallState) -> bool:
+        return ends - clock() - state.upcoming_sleep < MIN_ATTEMPT_SECONDS
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.attempts) | out_of_time,
+        wait=wait_exponential_jitter(
+            multiplier=policy.initial_wait,
+            max=policy.max_wait,
+            jitter=policy.initial_wait,
+        ),
+        retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.retryable),
+        sleep=policy.sleep,
+        reraise=True,
+        before_sleep=_log_retry,
+    )
+    try:
+        return retrying(one_try)
+    except ApiError as exc:
+        exc.attempts = attempts
+        exc.args = (exc._describe(),)
+        # The SDK's exception stays chained (if suppressed) otherwise, and its message
+        # carries the signed URL: SecurityToken included.
+        exc.__context__ = None
+        raise
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -39,13 +39,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 from . import engine
 from .accounts import (
@@ -57,7 +50,7 @@ from .accounts import (
     account_in_scope,
     resolve_targets,
 )
-from .client import ApiError, CallLog, ImsClient, RetryPolicy
+from .client import ApiError, CallLog, ImsClient, RetryPolicy, with_retries
 from .config import GuardConfig
 from .credentials import Credentials
 from .logs import bind, event
@@ -134,31 +127,11 @@ class FunctionInvoker:
         self, function_name: str, payload: bytes, *, qualifier: str | None = None
     ) -> str | None:
         """Queue one invocation; the request id Function Compute gave it."""
-        attempts = 0
-
-        def attempt() -> str | None:
-            nonlocal attempts
-            attempts += 1
-            return self._invoke_once(function_name, payload, qualifier)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts)
-            | stop_after_delay(self.retry.total_seconds),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry.initial_wait,
-                max=self.retry.max_wait,
-                jitter=self.retry.initial_wait,
-            ),
-            retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.retryable),
-            sleep=self.retry.sleep,
-            reraise=True,
+        return with_retries(
+            self.retry,
+            "InvokeFunction",
+            lambda left: self._invoke_once(function_name, payload, qualifier),
         )
-        try:
-            return retrying(attempt)
-        except ApiError as exc:
-            exc.attempts = attempts
-            exc.args = (exc._describe(),)
-            raise
 
     def _invoke_once(self, function_name: str, payload: bytes, qualifier: str | None) -> str | None:
         path = f"/{FC_API_VERSION}/functions/{function_name}/invocations"
