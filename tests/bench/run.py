@@ -6,6 +6,16 @@ guard's own overhead is under 5 ms per run; a process doing one drifted enforcem
 100 MB. The call counts are deterministic and gate the exit status; time and memory targets are
 printed as PASS/FAIL only (they depend on the machine).
 
+Two more parts, each in its own module with its method in its docstring:
+- revert_budget.py (issue 8): the revert budget adds no store request to a compliant run and
+  exactly one GetObject before the write plus one AppendObject overlapping the verifying read to
+  a drifted one (gating); the drifted run's added wall time is at most one store round trip
+  (PASS/FAIL only).
+- organisation.py (issue 5): 1,000 member accounts, 30% drifted, 50 ms per API call, enforced
+  in-process at several concurrencies and fanned out to the emulated Function Compute worker;
+  wall time against the floor calls x latency / concurrency (within 1.5x: PASS/FAIL only) and
+  the exact API-call count per action (gating).
+
 Method
 ------
 Cold start. The bench serves the emulator over loopback HTTP (``BackgroundServer``) and spawns
@@ -56,7 +66,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import platform
 import statistics
@@ -66,12 +75,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
+from organisation import bench_organisation
+from results import Report, Row
+from revert_budget import bench_budget
 
 from secpref_guard import engine
 from secpref_guard.client import IMS_VERSION, ImsClient
@@ -134,61 +146,6 @@ def now_ns() -> int:
 
 def ms(ns: float) -> float:
     return ns / 1e6
-
-
-def p90(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-
-# --- results --------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    key: str
-    label: str
-    samples: list[float]
-    unit: str
-    target: str = ""
-    passed: bool | None = None  # None: informational
-    gating: bool = False
-    indent: int = 0
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples) if self.samples else float("nan")
-
-    @property
-    def p90(self) -> float:
-        return p90(self.samples) if self.samples else float("nan")
-
-    def as_json(self) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "median": round(self.median, 4),
-            "p90": round(self.p90, 4),
-            "n": len(self.samples),
-            "unit": self.unit,
-        }
-        if self.samples:
-            item["min"], item["max"] = round(min(self.samples), 4), round(max(self.samples), 4)
-        if self.target:
-            item["target"] = self.target
-            item["pass"] = self.passed
-            item["gating"] = self.gating
-        return item
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        return row
 
 
 # --- child processes ------------------------------------------------------------------------
@@ -716,10 +673,10 @@ def render(report: Report, elapsed: float) -> str:
     for r in report.rows:
         fmt = (
             "{:.0f}"
-            if r.unit == "calls"
+            if r.unit in ("calls", "runs")
             else ("{:.1f}" if r.unit == "MB" or r.median > 50 else "{:.3f}")
         )
-        unit = f" {r.unit}" if r.unit != "calls" else ""
+        unit = f" {r.unit}" if r.unit not in ("calls", "runs") else ""
         result = "" if r.passed is None else ("PASS" if r.passed else "FAIL")
         if result and not r.gating and r.target:
             result += " (not gating)" if not r.passed else ""
@@ -774,6 +731,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-runs", type=int, default=3)
     parser.add_argument("--warm-runs", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--org-members", type=int, default=1000, help="0: skip")
+    parser.add_argument("--org-latency-ms", type=float, default=50.0)
+    parser.add_argument("--org-concurrency", default="10,25,50", help="in-process settings")
+    parser.add_argument("--budget-runs", type=int, default=20, help="0: skip")
+    parser.add_argument("--budget-warmup", type=int, default=3)
+    parser.add_argument("--budget-latency-ms", type=float, default=20.0)
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -789,6 +752,30 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         report.errors.append(f"warm benchmark: {type(exc).__name__}: {exc}")
     add_call_rows(report, warm_calls, cold_calls)
+    if args.budget_runs > 0:
+        try:
+            bench_budget(
+                report,
+                runs=args.budget_runs,
+                warmup=args.budget_warmup,
+                latency=args.budget_latency_ms / 1000,
+                baseline_env=BASELINE_ENV,
+                drift=DRIFT,
+            )
+        except Exception as exc:
+            report.errors.append(f"revert budget benchmark: {type(exc).__name__}: {exc}")
+    if args.org_members > 0:
+        try:
+            bench_organisation(
+                report,
+                members=args.org_members,
+                latency=args.org_latency_ms / 1000,
+                concurrencies=[int(c) for c in args.org_concurrency.split(",") if c.strip()],
+                baseline_env=BASELINE_ENV,
+                drift=DRIFT,
+            )
+        except Exception as exc:
+            report.errors.append(f"organisation benchmark: {type(exc).__name__}: {exc}")
     elapsed = time.monotonic() - started
 
     print(render(report, elapsed))
@@ -801,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(elapsed, 2),
         "results": {r.key: r.as_json() for r in report.rows},
         "import_attribution_ms": report.extra.get("import_attribution_ms", {}),
+        "organisation": report.extra.get("organisation", {}),
         "gating_failed": gating_failed,
         "not_gating_failed": other_failed,
         "errors": report.errors,
