@@ -6,11 +6,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
 from conftest import ENDPOINT
 from secpref_guard.accounts import (
+    RESOURCEMANAGER_VERSION,
     USABLE_STATUSES,
     AccessError,
     MemberCredentials,
@@ -108,8 +110,31 @@ def test_the_resource_directory_is_listed_page_by_page(clock: Clock) -> None:
     assert [m.account_id for m in members] == [o.management_account, *o.members]
     assert [m.account_id for m in small_pages] == [m.account_id for m in members]
     pages = [c.params for c in o.emulator.ims.calls_of("ListAccounts")]
-    assert pages[:3] == [{"PageNumber": str(n), "PageSize": "100"} for n in (1, 2, 3)]
+    # the first page tells TotalCount; the others are then read at once, in any order
+    assert pages[0] == {"PageNumber": "1", "PageSize": "100"}
+    assert sorted(int(p["PageNumber"]) for p in pages[:3]) == [1, 2, 3]
     assert len(pages) == 3 + 36  # 251 members: 3 pages of 100, then 36 pages of 7
+    assert sorted(int(p["PageNumber"]) for p in pages[3:]) == list(range(1, 37))
+
+
+def test_without_a_total_count_pages_are_read_until_one_comes_back_short(clock: Clock) -> None:
+    o = organisation(205, clock=clock.time)
+    actions = o.emulator.services[RESOURCEMANAGER_VERSION]
+    list_accounts = actions["ListAccounts"]
+
+    def without_total(account: str, params: Any) -> dict[str, Any]:
+        document = list_accounts(account, params)
+        document.pop("TotalCount", None)
+        return document
+
+    actions["ListAccounts"] = without_total
+    with mock_endpoint(o.emulator, ENDPOINT):
+        client = ResourceManagerClient(ENDPOINT, Credentials(*o.guard_key), retry=NO_SLEEP)
+        members = client.list_accounts()
+
+    assert len(members) == 206
+    pages = [c.params["PageNumber"] for c in o.emulator.ims.calls_of("ListAccounts")]
+    assert pages == ["1", "2", "3"]  # in order; the third page (6 members) ends the listing
 
 
 def test_members_not_in_a_usable_state_and_excluded_ones_are_skipped_with_the_reason(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,10 +143,15 @@ class RetryPolicy:
 
 @dataclass
 class CallLog:
-    """What a client did: for results, logs and the benchmark."""
+    """What a client did: for results, logs and the benchmark. Safe to share between threads."""
 
     calls: int = 0
     request_ids: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_call(self) -> None:
+        with self._lock:
+            self.calls += 1
 
 
 class RpcClient:
@@ -210,7 +216,7 @@ class RpcClient:
             request.add_query_param(key, value)
         if self.credentials.security_token:
             request.add_query_param("SecurityToken", self.credentials.security_token)
-        self.log.calls += 1
+        self.log.count_call()
         try:
             body = self._acs.do_action_with_exception(request)
         except ServerException as exc:

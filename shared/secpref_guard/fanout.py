@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -121,7 +120,6 @@ class FunctionInvoker:
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or requests.Session()
         self.log = CallLog()
-        self._lock = threading.Lock()
 
     def invoke_async(
         self, function_name: str, payload: bytes, *, qualifier: str | None = None
@@ -147,8 +145,7 @@ class FunctionInvoker:
         headers["authorization"] = fc_authorization(self.credentials, "POST", path, headers)
         url = self.endpoint + quote(path, safe="/")
         params = {"qualifier": qualifier} if qualifier else None
-        with self._lock:
-            self.log.calls += 1
+        self.log.count_call()
         try:
             response = self.session.post(
                 url, data=payload, headers=headers, params=params, timeout=self.timeout
@@ -159,8 +156,7 @@ class FunctionInvoker:
             raise ApiError("InvokeFunction", "SDK.HttpError", str(exc)) from None
         request_id = response.headers.get("x-fc-request-id")
         if request_id:
-            with self._lock:
-                self.log.request_ids.append(request_id)
+            self.log.request_ids.append(request_id)  # list.append is atomic
         if response.status_code < 400:
             return request_id
         code, message = "UnknownError", response.text[:300]
