@@ -423,6 +423,7 @@ def test_the_outcome_document_has_status_drift_and_reason(emulator, client):
             "expected": ["10.0.0.0/8"],
             "action": "revert",
             "source": "BASELINE_LOGIN_NETWORK_MASKS",
+            "after": ["10.0.0.0/8"],  # as the verification read saw it
         }
     ]
     assert document["api_calls"] == 3

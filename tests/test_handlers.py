@@ -114,6 +114,8 @@ def test_timer_reverts_drift_and_keeps_fields_outside_the_baseline(
         "MFAOperationForLogin",
     }
     assert result["api_calls"] == 3
+    # before, baseline and after (as the verification read saw it) of every field
+    assert all(d["after"] == d["expected"] != d["actual"] for d in result["drift"])
     assert result["trigger"] == {
         "type": "schedule",
         "name": "every-5-minutes",
@@ -159,6 +161,7 @@ def test_dry_run_reports_and_writes_nothing(
         assert result["status"] == "drift"
         assert result["reason"] == "GUARD_MODE is dry-run"
         assert {d["action"] for d in result["drift"]} == {"dry-run"}
+        assert all(d["after"] == d["actual"] for d in result["drift"])  # nothing written
 
     assert sets(emulator) == []
     assert emulator.ims.state(DEFAULT_ACCOUNT) == before

@@ -236,11 +236,21 @@ def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
     }.get(outcome.status, outcome.status)
     lines = [f"account {outcome.account} ({outcome.mode}): {head}"]
     if outcome.drift:
-        rows = [("field", "actual", "expected", "action", "expected from")]
+        show_after = outcome.mode != "check"
+        head = ("field", "actual", "expected") + (("after",) if show_after else ())
+        rows = [(*head, "action", "expected from")]
         for d in outcome.drift:
             item = d.as_dict()
+            after = (_text(item["after"]) if "after" in item else "?",) if show_after else ()
             rows.append(
-                (d.field, _text(item["actual"]), _text(item["expected"]), d.action, d.source)
+                (
+                    d.field,
+                    _text(item["actual"]),
+                    _text(item["expected"]),
+                    *after,
+                    d.action,
+                    d.source,
+                )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for i, row in enumerate(rows):

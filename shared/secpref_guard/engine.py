@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any, Literal, Protocol
 
@@ -48,6 +48,11 @@ class Drift:
     action: Action
     source: str = ""  # where the expected value came from (variable or preset)
     note: str = ""  # why it was not reverted (report-only, exemption reason and expiry)
+    after: F.Value | None = None  # the value once the run ended (see after_known)
+    after_known: bool = False  # verified by a fresh read, or unchanged because nothing was sent
+
+    def with_after(self, value: F.Value | None) -> Drift:
+        return replace(self, after=value, after_known=True)
 
     def as_dict(self) -> dict[str, Any]:
         f = F.field(self.field)
@@ -61,6 +66,8 @@ class Drift:
             item["source"] = self.source
         if self.note:
             item["note"] = self.note
+        if self.after_known:
+            item["after"] = f.display(self.after)
         return item
 
 
@@ -207,6 +214,7 @@ def _run(
         return
     to_revert = [d for d in drifts if d.action == "revert"]
     if not to_revert:
+        outcome.drift = [d.with_after(d.actual) for d in drifts]  # nothing sent: unchanged
         outcome.status = "drift"
         outcome.reason = _why_not_written(drifts, write, config)
         return
@@ -216,6 +224,7 @@ def _run(
         check = budget.check(outcome.account)
         outcome.extra["budget"] = check.as_dict()
         if not check.allowed:
+            outcome.drift = [d.with_after(d.actual) for d in drifts]
             _contest(outcome, config, to_revert, check)
             return
         if check.error:
@@ -240,6 +249,7 @@ def _run(
     ]
     if mismatches:
         raise VerificationError(mismatches, request_id)
+    outcome.drift = [d.with_after(fresh.values.get(d.field)) for d in drifts]
     outcome.status = "reverted"
     kept = [d.field for d in drifts if d.action != "revert"]
     outcome.reason = f"reverted {', '.join(d.field for d in to_revert)}"

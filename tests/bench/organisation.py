@@ -533,7 +533,7 @@ def bench_organisation(
     report.add(
         Row(
             f"{key}.dispatch_ratio",
-            "dispatch / its floor (ListAccounts pages are sequential)",
+            "dispatch / its floor (page 1, then the other pages 8 at a time)",
             [run.wall_s / dispatch_floor],
             "x",
             indent=2,
