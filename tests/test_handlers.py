@@ -426,3 +426,15 @@ def test_a_channel_that_is_down_never_fails_the_enforcement(
     assert result["status"] == "reverted"
     assert result["notifications"][0]["outcome"] == "failed"
     assert emulator.ims.state(DEFAULT_ACCOUNT)["AllowUserToManageAccessKeys"] is False
+
+
+def test_an_excluded_own_account_is_never_touched_by_the_timer(
+    emulator: Emulator, baseline: pytest.MonkeyPatch
+) -> None:
+    baseline.setenv("GUARD_EXCLUDE_ACCOUNTS", DEFAULT_ACCOUNT)
+    drift_account(emulator)
+    result = json.loads(load(SCHEDULED)(event("timer.json"), context()))
+    assert result["status"] == "skipped"
+    assert "GUARD_EXCLUDE_ACCOUNTS" in result["reason"]
+    assert emulator.ims.calls == []
+    assert json.loads(load(AUDIT)(event("set-by-ram-user.json"), context()))["status"] == "skipped"

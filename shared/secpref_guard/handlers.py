@@ -244,6 +244,19 @@ def _scheduled(config: GuardConfig, event_bytes: Any, context: Any) -> dict[str,
             budget=_budget(config, context),
         )
         return _summary_result(summary, trigger)
+    own = _own_account(context)
+    if own and own in config.settings.exclude_accounts:
+        reason = f"account {own} is listed in GUARD_EXCLUDE_ACCOUNTS"
+        event(logging.INFO, "run skipped", status="skipped", reason=reason)
+        return {
+            "status": "skipped",
+            "drift": [],
+            "reason": reason,
+            "account": own,
+            "mode": config.settings.mode,
+            "api_calls": 0,
+            "trigger": trigger,
+        }
     outcome = engine.run(
         _client(config, context),
         config,
