@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from conftest import ENDPOINT
+from org_support import NO_SLEEP, Clock
 from secpref_guard.accounts import (
     RESOURCEMANAGER_VERSION,
     USABLE_STATUSES,
@@ -22,29 +23,11 @@ from secpref_guard.accounts import (
     resolve_targets,
     role_arn,
 )
-from secpref_guard.client import ApiError, ImsClient, RetryPolicy
+from secpref_guard.client import ApiError, ImsClient
 from secpref_guard.config import Settings
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.resourcemanager import MEMBER_STATUSES, Organisation, organisation
-
-NO_SLEEP = RetryPolicy(sleep=lambda seconds: None)
-
-
-class Clock:
-    """One clock for the emulated STS (epoch seconds) and the guard's cache (datetime)."""
-
-    def __init__(self) -> None:
-        self.value = 1_800_000_000.0
-
-    def time(self) -> float:
-        return self.value
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.value, timezone.utc)
-
-    def advance(self, **delta: float) -> None:
-        self.value += timedelta(**delta).total_seconds()
 
 
 @pytest.fixture

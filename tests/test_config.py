@@ -12,6 +12,7 @@ from datetime import date
 
 import pytest
 
+from samples import env_text
 from secpref_guard import fields as F
 from secpref_guard.config import ConfigError, load_config
 
@@ -46,16 +47,6 @@ def accepted_values(f: F.Field) -> list[str]:
     return re.findall(r"\d+", words)
 
 
-def as_env_text(f: F.Field, value: F.Value) -> str:
-    if f.kind == "bool":
-        return "true" if value else "false"
-    if f.kind == "masks":
-        return ";".join(sorted(value))  # type: ignore[arg-type]
-    if f.kind == "types":
-        return ",".join(sorted(value))  # type: ignore[arg-type]
-    return str(value)
-
-
 # --- every baseline field, derived from the table ------------------------------------------
 
 
@@ -64,7 +55,7 @@ def test_a_valid_value_of_each_field_becomes_its_baseline(f):
     from secpref_guard.emulator.models import documented_defaults
 
     value = documented_defaults()[f.api_name]
-    config = load_config({f.env_var: as_env_text(f, value)})
+    config = load_config({f.env_var: env_text(f, value)})
     assert config.baseline == {f.api_name: value}
     assert config.source_of(f.api_name) == f.env_var
 

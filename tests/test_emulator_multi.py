@@ -17,8 +17,9 @@ import requests
 from fc2.auth import Auth
 
 from conftest import ENDPOINT
+from org_support import NO_SLEEP, ONE_TRY, REQUESTS_SEND, WORKER
 from secpref_guard.accounts import STS_VERSION, StsClient
-from secpref_guard.client import ApiError, ImsClient, RetryPolicy, RpcClient
+from secpref_guard.client import ApiError, ImsClient, RpcClient
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import BackgroundServer, mock_endpoint
 from secpref_guard.emulator.fc import ASYNC_PAYLOAD_LIMIT
@@ -29,11 +30,6 @@ from secpref_guard.emulator.resourcemanager import (
     organisation,
 )
 from secpref_guard.fanout import FunctionInvoker, fc_authorization
-
-REQUESTS_SEND = "requests.adapters.HTTPAdapter.send"
-NO_SLEEP = RetryPolicy(sleep=lambda seconds: None)
-ONE_TRY = RetryPolicy(attempts=1, sleep=lambda seconds: None)
-WORKER = "secpref-guard-worker"
 
 
 class FakeClock:

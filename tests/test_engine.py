@@ -11,6 +11,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from samples import env_text, other_than, sample_values
 from secpref_guard import engine
 from secpref_guard import fields as F
 from secpref_guard.client import ApiError
@@ -23,47 +24,10 @@ FIELD_IDS = [f.api_name for f in F.FIELDS]
 TODAY = date(2026, 11, 25)
 GET, SET = "GetSecurityPreference", "SetSecurityPreference"
 
-# Valid values per kind, as environment text; the first that parses and differs is used.
-SAMPLE_TEXTS = {
-    "bool": ["true", "false"],
-    "int": ["90", "730", "1", "24", "12"],
-    "enum": ["mandatory", "adaptive", "independent"],
-    "masks": ["10.0.0.0/8;192.168.0.0/16", "172.16.0.0/12", ""],
-    "types": ["sms,email", "email", ""],
-}
-
-
-def sample_values(f: F.Field) -> list[F.Value]:
-    assert f.kind in SAMPLE_TEXTS, f"no sample values for kind {f.kind!r} of {f.api_name}"
-    values: list[F.Value] = []
-    for text in SAMPLE_TEXTS[f.kind]:
-        try:
-            value = f.parse_text(text)
-        except F.FieldValueError:
-            continue
-        if value not in values:
-            values.append(value)
-    assert len(values) >= 2, f"fewer than two sample values for {f.api_name}"
-    return values
-
 
 def non_default(f: F.Field) -> F.Value:
     default = documented_defaults()[f.api_name]
     return next(v for v in sample_values(f) if v != default)
-
-
-def other_than(f: F.Field, value: F.Value) -> F.Value:
-    return next(v for v in sample_values(f) if v != value)
-
-
-def env_text(f: F.Field, value: F.Value) -> str:
-    if f.kind == "bool":
-        return "true" if value else "false"
-    if f.kind == "masks":
-        return ";".join(sorted(value))  # type: ignore[arg-type]
-    if f.kind == "types":
-        return ",".join(sorted(value))  # type: ignore[arg-type]
-    return str(value)
 
 
 def config_for(baseline: dict[str, F.Value], **guard: str):

@@ -10,18 +10,17 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from conftest import ENDPOINT
+from org_support import NO_SLEEP, ONE_TRY, WORKER, Clock, serve
 from secpref_guard import logs
 from secpref_guard.accounts import MemberCredentials, account_in_scope, role_arn
-from secpref_guard.client import RetryPolicy
 from secpref_guard.config import GuardConfig, load_config
 from secpref_guard.credentials import Credentials
-from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.resourcemanager import MEMBER_ROLE, Organisation, organisation
 from secpref_guard.fanout import (
     ASYNC_PAYLOAD_LIMIT,
@@ -35,22 +34,6 @@ from secpref_guard.fanout import (
     run_scheduled,
     run_worker,
 )
-
-REQUESTS_SEND = "requests.adapters.HTTPAdapter.send"
-NO_SLEEP = RetryPolicy(sleep=lambda seconds: None)
-ONE_TRY = RetryPolicy(attempts=1, sleep=lambda seconds: None)
-WORKER = "secpref-guard-worker"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.value = 1_800_000_000.0
-
-    def time(self) -> float:
-        return self.value
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.value, timezone.utc)
 
 
 def make_config(**extra: str) -> GuardConfig:
@@ -70,25 +53,6 @@ def make_config(**extra: str) -> GuardConfig:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-def serve(o: Organisation) -> Any:
-    """Both SDKs' HTTP paths answered by the organisation's emulator."""
-
-    class Both:
-        def __enter__(self) -> Organisation:
-            self.rpc = mock_endpoint(o.emulator, ENDPOINT)
-            self.rest = mock_endpoint(o.emulator, ENDPOINT, REQUESTS_SEND)
-            self.rpc.__enter__()
-            self.rest.__enter__()
-            return o
-
-        def __exit__(self, *exc: object) -> None:
-            self.rest.__exit__(*exc)
-            self.rpc.__exit__(*exc)
-            o.fc.close()
-
-    return Both()
 
 
 @pytest.fixture

@@ -15,34 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from samples import sample_values
 from secpref_guard import fields as F
 from secpref_guard.emulator.models import documented_defaults
 
 FIELD_IDS = [f.api_name for f in F.FIELDS]
-
-# Two distinct valid values per kind, as environment text; a field of a new kind fails loudly.
-SAMPLE_TEXTS = {
-    "bool": ["true", "false"],
-    "int": ["90", "730", "1", "24", "12"],
-    "enum": ["mandatory", "adaptive", "independent"],
-    "masks": ["10.0.0.0/8;192.168.0.0/16", "172.16.0.0/12", ""],
-    "types": ["sms", "sms,email", "email", ""],
-}
-
-
-def sample_values(f: F.Field) -> list[F.Value]:
-    """Every distinct canonical value the sample texts of this field's kind parse to."""
-    assert f.kind in SAMPLE_TEXTS, f"no sample values for kind {f.kind!r} of {f.api_name}"
-    values: list[F.Value] = []
-    for text in SAMPLE_TEXTS[f.kind]:
-        try:
-            value = f.parse_text(text)
-        except F.FieldValueError:
-            continue
-        if value not in values:
-            values.append(value)
-    assert len(values) >= 2, f"fewer than two sample values for {f.api_name}"
-    return values
 
 
 def env_name_for(api_name: str) -> str:

@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 
 from conftest import ENDPOINT
+from org_support import WORKER, serve
 from secpref_guard import handlers
 from secpref_guard.emulator.resourcemanager import MEMBER_ROLE, Organisation, organisation
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
-from test_fanout import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"
 TIMER = (ROOT / "events" / "timer.json").read_bytes()
-WORKER = "secpref-guard-worker"
 
 
 @pytest.fixture

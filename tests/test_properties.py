@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from samples import env_text as as_env_text
 from secpref_guard import fields as F
 from secpref_guard import handlers
 from secpref_guard.config import ConfigError, GuardConfig, load_config
@@ -80,16 +81,6 @@ def value_of(f: F.Field) -> st.SearchStrategy[Any]:
     if f.kind == "masks":
         return st.frozensets(st.sampled_from(MASKS), max_size=3)
     return st.frozensets(st.sampled_from(["sms", "email"]))
-
-
-def as_env_text(f: F.Field, value: Any) -> str:
-    if f.kind == "bool":
-        return "true" if value else "false"
-    if f.kind == "masks":
-        return ";".join(sorted(value))
-    if f.kind == "types":
-        return ",".join(sorted(value))
-    return str(value)
 
 
 @st.composite
