@@ -342,3 +342,21 @@ def test_control_policy_follows_the_member_role_setting(
     document = json.loads(capsys.readouterr().out)
     principals = document["Statement"][0]["Condition"]["StringNotLike"]["acs:PrincipalARN"]
     assert principals == ["acs:ram:*:*:role/orgadminaccess"]
+
+
+def test_an_active_exemption_wins_over_an_expired_one_for_the_same_field(
+    emulator: Emulator, guard_env: pytest.MonkeyPatch
+) -> None:
+    guard_env.setenv("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS", "false")
+    active = json.loads(exemption(today()))[0]
+    expired = {
+        **active,
+        "until": (today() - timedelta(days=3)).date().isoformat(),
+        "reason": "old ticket",
+    }
+    guard_env.setenv("GUARD_EXEMPTIONS", json.dumps([active, expired]))
+    emulator.ims.put(DEFAULT_ACCOUNT, AllowUserToManageAccessKeys=True)
+    (drift,) = scheduled()["drift"]
+    assert drift["action"] == "exempt"
+    assert "CHG-1042" in drift["note"]
+    assert "expired" not in drift["note"]

@@ -121,6 +121,7 @@ def compare(config: GuardConfig, live: Preference, account: str, today: date) ->
                     if exemption.active_on(today):
                         action = "exempt"
                         note = f"exempt until {exemption.until.isoformat()}: {exemption.reason}"
+                        break  # an active exemption wins over any expired one
                     else:
                         note = (
                             f"exemption expired on {exemption.until.isoformat()} "
