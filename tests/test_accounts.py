@@ -176,11 +176,16 @@ def test_an_events_account_is_in_scope_only_when_the_targets_say_so(
 
 
 def test_the_guards_own_session_is_recognisable() -> None:
+    role = "ResourceDirectoryAccountAccessRole"
     arn = "acs:ram::1000000000000001:assumed-role/resourcedirectoryaccountaccessrole/secpref-guard"
-    assert is_guard_session(arn=arn)
-    assert is_guard_session(principal_id="345678901234567890:secpref-guard")
-    assert not is_guard_session(arn=arn.replace("secpref-guard", "alice"))
-    assert not is_guard_session(arn="acs:ram::1:user/secpref-guard")
+    assert is_guard_session(arn, role)
+    assert not is_guard_session(arn.replace("/secpref-guard", "/alice"), role)
+    assert not is_guard_session("acs:ram::1:user/secpref-guard", role)
+    # the session name alone proves nothing: anyone can choose it, with any role
+    assert not is_guard_session(
+        "acs:ram::1000000000000001:assumed-role/any-admin-role/secpref-guard", role
+    )
+    assert not is_guard_session(None, role)
     assert role_arn("1", "ResourceDirectoryAccountAccessRole") == (
         "acs:ram::1:role/resourcedirectoryaccountaccessrole"
     )

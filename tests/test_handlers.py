@@ -438,3 +438,26 @@ def test_an_excluded_own_account_is_never_touched_by_the_timer(
     assert "GUARD_EXCLUDE_ACCOUNTS" in result["reason"]
     assert emulator.ims.calls == []
     assert json.loads(load(AUDIT)(event("set-by-ram-user.json"), context()))["status"] == "skipped"
+
+
+def test_a_role_named_like_the_guards_in_another_account_is_not_the_guard(
+    emulator: Emulator, baseline: pytest.MonkeyPatch
+) -> None:
+    """A role of the same name created in another account, assumed into this one."""
+    drift_account(emulator)
+    document = json.loads(event("set-by-guard.json"))
+    identity = document["data"]["userIdentity"]
+    identity["accountId"] = "5555555555555555"
+    identity["arn"] = "acs:ram::5555555555555555:assumed-role/secpref-guard-role/x"
+    result = json.loads(load(AUDIT)(json.dumps(document).encode(), context()))
+    assert result["status"] == "reverted"
+
+
+def test_a_record_without_service_name_is_read_not_skipped(
+    emulator: Emulator, baseline: pytest.MonkeyPatch
+) -> None:
+    drift_account(emulator)
+    record = json.loads(event("bare-record.json"))
+    del record["serviceName"]
+    result = json.loads(load(AUDIT)(json.dumps(record).encode(), context()))
+    assert result["status"] == "reverted"

@@ -234,3 +234,15 @@ def test_cli_applies_exemptions_to_the_account_its_credentials_belong_to(
     actions = {d["field"]: d["action"] for d in result["drift"]}
     assert actions == {"AllowUserToManageAccessKeys": "exempt", "LoginSessionDuration": "revert"}
     assert cli_env.emulator.ims.state(own)["AllowUserToManageAccessKeys"] is True
+
+
+def test_a_session_merely_named_like_the_guards_is_not_skipped(org: Organisation) -> None:
+    """Anyone may call a session `secpref-guard`; only the member role's session is the guard."""
+    member = org.members[1]
+    drift(org, member)
+    arn = f"acs:ram::{member}:assumed-role/any-admin-role/secpref-guard"
+    result = run(
+        "audit_event.handler", member_event(org, member, type="assumed-role", arn=arn), org
+    )
+    assert result["status"] == "reverted"
+    assert org.emulator.ims.state(member)["AllowUserToManageAccessKeys"] is False

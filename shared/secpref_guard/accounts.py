@@ -264,14 +264,17 @@ def role_arn(account: str, role_name: str) -> str:
 
 
 def is_guard_session(
-    arn: str | None = None, principal_id: str | None = None, session_name: str = ROLE_SESSION_NAME
+    arn: str | None, member_role: str, session_name: str = ROLE_SESSION_NAME
 ) -> bool:
     """Whether an ActionTrail identity is the guard's own session in a member account:
-    ``arn`` ``acs:ram::<id>:assumed-role/<role>/secpref-guard`` or principal id
-    ``<role id>:secpref-guard``."""
-    if arn and ":assumed-role/" in arn and arn.rsplit("/", 1)[-1] == session_name:
-        return True
-    return bool(principal_id) and str(principal_id).rsplit(":", 1)[-1] == session_name
+    ``acs:ram::<id>:assumed-role/<member role>/secpref-guard``. Both parts must match: anyone
+    may name a session ``secpref-guard``, and a member's admin may create a role of any name,
+    but only the guard assumes the member-access role with that session name. (A principal
+    id, ``<role id>:<session>``, does not name the role, so it proves nothing.)"""
+    if not arn or ":assumed-role/" not in arn:
+        return False
+    role, _, session = arn.split(":assumed-role/", 1)[1].partition("/")
+    return role.lower() == member_role.lower() and session == session_name
 
 
 @dataclass(frozen=True)

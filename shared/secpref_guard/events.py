@@ -133,9 +133,10 @@ class ActionTrailRecord(BaseModel):
 
     @property
     def is_security_preference_change(self) -> bool:
-        return (
-            self.event_name == SET_SECURITY_PREFERENCE
-            and (self.service_name or "").lower() in RELEVANT_SERVICES
+        # A record without serviceName is still read: the live state decides, a read is cheap,
+        # and skipping would leave a real change to the next timer run.
+        return self.event_name == SET_SECURITY_PREFERENCE and (
+            self.service_name is None or self.service_name.lower() in RELEVANT_SERVICES
         )
 
 
@@ -177,11 +178,12 @@ class AuditEvent(BaseModel):
 
     @property
     def account(self) -> str | None:
-        """The account whose preference changed: the trail's account for this record."""
-        return (
-            self.record.recipient_account_id
-            or (self.envelope.aliyunaccountid if self.envelope else None)
-            or self.record.user_identity.account_id
+        """The account whose preference changed, as the trail records it (recipientAccountId,
+        or the account the event bus received it in). Not the caller's account: a role session
+        from another account changes the account it calls, not its own. None: unknown, which
+        the handler takes as its own account."""
+        return self.record.recipient_account_id or (
+            self.envelope.aliyunaccountid if self.envelope else None
         )
 
 

@@ -377,7 +377,8 @@ def skip_reason(audit: AuditEvent, config: GuardConfig, own_account: str | None)
     self_role = config.settings.self_role
     identity = record.user_identity
     role = identity.role_name
-    if self_role and role and role.lower() == self_role.lower():
+    same_account = not own_account or identity.account_id in (None, own_account)
+    if self_role and role and role.lower() == self_role.lower() and same_account:
         return f"the change was made by the guard's own role {role}"
     event_account = audit.account
     if config.settings.targets != "self" or event_account in config.settings.exclude_accounts:
@@ -385,7 +386,7 @@ def skip_reason(audit: AuditEvent, config: GuardConfig, own_account: str | None)
 
         # in a member account the guard writes through the shared member role: its own
         # changes are recognised by the session name it assumes that role with
-        if is_guard_session(arn=identity.arn, principal_id=identity.principal_id):
+        if is_guard_session(identity.arn, config.settings.member_role):
             return "the change was made by the guard's own session in a member account"
         if event_account:
             return account_in_scope(config.settings, event_account, own_account)
