@@ -350,3 +350,42 @@ def test_invalid_log_level_is_one_line_naming_the_variable(
     assert err.count("\n") == 1
     assert "GUARD_LOG_LEVEL" in err
     assert "Traceback" not in err
+
+
+def test_json_works_before_the_command_too(
+    emulator, guard_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guard_env.setenv("BASELINE_ENABLE_SAVE_MFA_TICKET", "false")
+    assert cli.main(["--json", "check"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "compliant"
+
+
+def test_a_usage_error_exits_1_not_the_drift_status(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["check", "--jsn"])
+    assert raised.value.code == 1
+    assert "unrecognized arguments: --jsn" in capsys.readouterr().err
+
+
+def test_enforce_exits_2_when_report_only_drift_is_left_beside_a_revert(
+    emulator, guard_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guard_env.setenv("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS", "false")
+    guard_env.setenv("BASELINE_LOGIN_SESSION_DURATION", "4")
+    guard_env.setenv("GUARD_REPORT_ONLY_FIELDS", "LoginSessionDuration")
+    emulator.ims.put(ACCOUNT, AllowUserToManageAccessKeys=True)
+    assert cli.main(["enforce", "--json"]) == 2
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "reverted"
+    assert {d["action"] for d in result["drift"]} == {"revert", "report-only"}
+
+
+def test_the_cli_never_touches_its_own_account_when_excluded(
+    emulator, guard_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guard_env.setenv("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS", "false")
+    guard_env.setenv("GUARD_EXCLUDE_ACCOUNTS", ACCOUNT)
+    emulator.ims.put(ACCOUNT, AllowUserToManageAccessKeys=True)
+    assert cli.main(["enforce", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "skipped"
+    assert [c.action for c in emulator.ims.calls] == ["GetCallerIdentity"]

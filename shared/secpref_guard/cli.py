@@ -10,7 +10,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -34,15 +34,32 @@ KNOWN_ERRORS = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--debug", action="store_true", help="debug logs and a traceback on errors")
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1 (argparse's 2 would read as "drift found" to a pipeline)."""
 
-    parser = argparse.ArgumentParser(
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _common(default: Any) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=default, help="machine-readable output on stdout"
+    )
+    common.add_argument(
+        "--debug", action="store_true", default=default, help="a traceback on errors"
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --json and --debug work before or after the command: the command's copies only set them
+    common = _common(argparse.SUPPRESS)
+    parser = _Parser(
         prog="secpref-guard",
         description="Keep the account's RAM security preferences on the baseline.",
-        parents=[common],
+        parents=[_common(False)],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser(
@@ -160,11 +177,24 @@ def _check_or_enforce(args: argparse.Namespace) -> int:
     if settings.targets != "self":
         return _many_accounts(args, config, credentials, write, budget)
     account = "self"
-    if settings.exemptions:
-        # exemptions name accounts: learn which one these credentials belong to (one call)
+    if settings.exemptions or settings.exclude_accounts:
+        # both name accounts: learn which one these credentials belong to (one call)
         from .accounts import StsClient
 
         account = StsClient(settings.sts_endpoint, credentials).get_caller_identity()
+        if account in settings.exclude_accounts:
+            reason = (
+                f"account {account} is listed in GUARD_EXCLUDE_ACCOUNTS: nothing read or written"
+            )
+            if args.json:
+                print(
+                    json.dumps(
+                        {"status": "skipped", "account": account, "drift": [], "reason": reason}
+                    )
+                )
+            else:
+                print(f"account {account}: skipped ({reason})")
+            return EXIT_OK
     client = ImsClient(settings.ims_endpoint, credentials)
     outcome = engine.run(
         client, config, account=account, write=write, budget=budget, actor="secpref-guard CLI"
@@ -173,11 +203,17 @@ def _check_or_enforce(args: argparse.Namespace) -> int:
         print(json.dumps(outcome.as_dict(), indent=2))
     else:
         print(render_outcome(outcome, config))
-    if outcome.status in ("compliant", "reverted"):
-        return EXIT_OK
-    if outcome.status == "drift":
+    return _exit_status([outcome])
+
+
+def _exit_status(outcomes: list[engine.Outcome]) -> int:
+    """1 when anything failed or is contested; 2 when drift is left (check, dry-run, or
+    report-only/exempt fields next to reverted ones); 0 when compliant after the run."""
+    if any(o.status not in ("compliant", "reverted", "drift", "skipped") for o in outcomes):
+        return EXIT_ERROR
+    if any(d.action != "revert" for o in outcomes for d in o.drift):
         return EXIT_DRIFT
-    return EXIT_ERROR
+    return EXIT_OK
 
 
 def _many_accounts(
@@ -208,10 +244,9 @@ def _many_accounts(
         for skipped in summary.skipped:
             print(f"account {skipped.account}: skipped ({skipped.reason})")
         print(summary.reason)
-    counts = summary.counts
-    if counts["failed"] or counts["contested"]:
+    if summary.counts["failed"]:
         return EXIT_ERROR
-    return EXIT_DRIFT if counts["drift"] else EXIT_OK
+    return _exit_status(summary.outcomes)
 
 
 def _text(value: Any) -> str:
