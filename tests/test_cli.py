@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ENDPOINT
 from secpref_guard import cli, logs
 from secpref_guard.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, DEFAULT_ACCOUNT
 
@@ -385,6 +386,7 @@ def test_the_cli_never_touches_its_own_account_when_excluded(
 ) -> None:
     guard_env.setenv("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS", "false")
     guard_env.setenv("GUARD_EXCLUDE_ACCOUNTS", ACCOUNT)
+    guard_env.setenv("GUARD_STS_ENDPOINT", ENDPOINT)  # GetCallerIdentity: the emulator answers
     emulator.ims.put(ACCOUNT, AllowUserToManageAccessKeys=True)
     assert cli.main(["enforce", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "skipped"
