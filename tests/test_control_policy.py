@@ -96,3 +96,11 @@ def test_a_guard_role_that_is_not_a_ram_role_name_is_refused(role: str) -> None:
 def test_a_member_role_that_is_not_a_ram_role_name_is_refused(role: str) -> None:
     with pytest.raises(PolicyError, match="member role"):
         control_policy(None, role)
+
+
+def test_the_guard_role_can_be_exempted_in_its_own_account_only() -> None:
+    document = control_policy("secpref-guard-role", MEMBER_ROLE, guard_account="1234567890123456")
+    principals = document["Statement"][0]["Condition"]["StringNotLike"]["acs:PrincipalARN"]
+    assert principals[0] == "acs:ram:*:1234567890123456:role/secpref-guard-role"
+    with pytest.raises(PolicyError, match="--guard-account"):
+        control_policy("secpref-guard-role", MEMBER_ROLE, guard_account="12ab")

@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the guard's RAM role, exempted besides the member-access role (GUARD_MEMBER_ROLE)",
     )
+    policy.add_argument(
+        "--guard-account",
+        default=None,
+        help="the account the guard's role lives in: exempt that role there only (recommended)",
+    )
     policy.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
 
     invoke = sub.add_parser(
@@ -317,7 +322,14 @@ def _control_policy(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise ConfigError("GUARD_MEMBER_ROLE", problem) from None
-    print(render(args.guard_role, settings.member_role, indent=args.indent))
+    print(
+        render(
+            args.guard_role,
+            settings.member_role,
+            guard_account=args.guard_account,
+            indent=args.indent,
+        )
+    )
     return EXIT_OK
 
 

@@ -39,26 +39,33 @@ class PolicyError(ValueError):
     """A role name that RAM would not accept, or a document over the size limit."""
 
 
-def role_principal(role: str, *, option: str = "role") -> str:
-    """The ``acs:PrincipalARN`` pattern of a RAM role in any account, name in lower case."""
+def role_principal(role: str, *, option: str = "role", account: str | None = None) -> str:
+    """The ``acs:PrincipalARN`` pattern of a RAM role, name in lower case: in one account, or
+    in any account when ``account`` is None."""
     name = role.strip()
     if not ROLE_NAME.match(name):
         raise PolicyError(
             f"{option}: {role!r} is not a RAM role name (1-64 letters, digits, '.', '-', '_')"
         )
-    return f"acs:ram:*:*:role/{name.lower()}"
+    if account is not None and not (account.isascii() and account.isdigit()):
+        raise PolicyError(f"--guard-account: {account!r} is not an account id (digits only)")
+    return f"acs:ram:*:{account or '*'}:role/{name.lower()}"
 
 
-def control_policy(guard_role: str | None, member_role: str) -> dict[str, Any]:
+def control_policy(
+    guard_role: str | None, member_role: str, guard_account: str | None = None
+) -> dict[str, Any]:
     """The control policy document: one Deny of SetSecurityPreference with the exemptions.
 
     ``guard_role`` None (or blank) exempts only ``member_role``; a guard role equal to the
-    member role (in any letter case) is listed once.
+    member role (in any letter case, in any account) is listed once. ``guard_account`` limits
+    the guard role's exemption to that account: without it, a member's administrator who can
+    create roles could create one of the same name in their own account and be exempt too.
     """
     exempt = [role_principal(member_role, option="member role")]
     if guard_role is not None and guard_role.strip():
-        guard = role_principal(guard_role, option="--guard-role")
-        if guard not in exempt:
+        guard = role_principal(guard_role, option="--guard-role", account=guard_account)
+        if role_principal(guard_role) not in exempt:
             exempt.insert(0, guard)
     return {
         "Version": "1",
@@ -77,6 +84,7 @@ def render(
     guard_role: str | None,
     member_role: str,
     *,
+    guard_account: str | None = None,
     indent: int | None = None,
     limit: int = MAX_POLICY_CHARS,
 ) -> str:
@@ -85,7 +93,8 @@ def render(
     Pass ``limit=ROS_MAX_POLICY_CHARS`` for a document that goes into a ROS template.
     """
     separators = (",", ":") if indent is None else (",", ": ")
-    text = json.dumps(control_policy(guard_role, member_role), indent=indent, separators=separators)
+    document = control_policy(guard_role, member_role, guard_account)
+    text = json.dumps(document, indent=indent, separators=separators)
     if len(text) > limit:
         raise PolicyError(
             f"the control policy is {len(text)} characters, over the limit of {limit}"
