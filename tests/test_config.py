@@ -344,7 +344,16 @@ def test_report_only_fields_are_api_field_names():
 
 
 def test_max_reverts_is_read_as_a_number():
-    assert load_config({**SOME_BASELINE, "GUARD_MAX_REVERTS": " 5 "}).settings.max_reverts == 5
+    env = {**SOME_BASELINE, "GUARD_MAX_REVERTS": " 5 ", "GUARD_BUDGET_BUCKET": "my-budget"}
+    assert load_config(env).settings.max_reverts == 5
+
+
+def test_a_revert_budget_without_a_bucket_is_a_configuration_error():
+    """Without a store the budget could not be counted across instances: say so, loudly."""
+    with pytest.raises(ConfigError) as raised:
+        load_config({**SOME_BASELINE, "GUARD_MAX_REVERTS": "3"})
+    assert raised.value.variable == "GUARD_BUDGET_BUCKET"
+    assert "GUARD_MAX_REVERTS" in str(raised.value)
 
 
 # --- exemptions ---------------------------------------------------------------------------

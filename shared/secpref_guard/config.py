@@ -359,6 +359,14 @@ def load_config(environ: Mapping[str, str] | None = None) -> GuardConfig:
         raise ConfigError(variable, problem) from None
     if settings.dingtalk_secret and not settings.dingtalk_webhook:
         raise ConfigError("GUARD_DINGTALK_SECRET", "is set but GUARD_DINGTALK_WEBHOOK is not")
+    budget_asked = [n for n in ("GUARD_MAX_REVERTS", "GUARD_REVERT_WINDOW_MINUTES") if n in env]
+    if budget_asked and not settings.budget_bucket:
+        raise ConfigError(
+            "GUARD_BUDGET_BUCKET",
+            f"is not set, but {' and '.join(budget_asked)} asks for a revert budget, which is "
+            "counted across instances in an OSS bucket (template.yml creates one): set "
+            "GUARD_BUDGET_BUCKET, or unset the budget variables to run without a budget",
+        )
 
     baseline: dict[str, Value] = {}
     sources: dict[str, str] = {}
