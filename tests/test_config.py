@@ -227,8 +227,10 @@ def test_no_baseline_at_all_is_an_error():
 
 
 def test_unrelated_variables_are_not_a_baseline():
-    error = config_error({"BASELINE": "x", "BASELINE_UNKNOWN_FIELD": "true", "HOME": "/root"})
+    error = config_error({"BASELINE": "x", "HOME": "/root"})
     assert error.variable == "BASELINE_*"
+    # an unknown BASELINE_ name is not ignored: it is named (see the misspelling test below)
+    assert config_error({"BASELINE_UNKNOWN_FIELD": "true"}).variable == "BASELINE_UNKNOWN_FIELD"
 
 
 def test_an_unset_field_is_not_enforced():
@@ -421,3 +423,19 @@ def test_the_configuration_reads_the_process_environment_by_default(monkeypatch)
     config = load_config()
     assert config.baseline == {"LoginSessionDuration": 4}
     assert config.dry_run
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEY", "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS"),
+        ("GUARD_EXCLUDE_ACCOUNT", "GUARD_EXCLUDE_ACCOUNTS"),
+        ("GUARD_SOMETHING_ELSE", None),
+    ],
+)
+def test_a_misspelt_variable_is_an_error_not_a_silently_dropped_field(name, hint):
+    with pytest.raises(ConfigError) as raised:
+        load_config({**SOME_BASELINE, name: "false"})
+    assert raised.value.variable == name
+    if hint:
+        assert f"did you mean {hint}?" in str(raised.value)

@@ -228,7 +228,7 @@ def test_cli_applies_exemptions_to_the_account_its_credentials_belong_to(
     ]
     monkeypatch.setenv("GUARD_EXEMPTIONS", json.dumps(exemption))
     drift(cli_env, own)
-    assert cli.main(["enforce", "--json"]) == 0
+    assert cli.main(["enforce", "--json"]) == 2  # exempt drift is left
     result = json.loads(capsys.readouterr().out)
     assert result["account"] == own
     actions = {d["field"]: d["action"] for d in result["drift"]}

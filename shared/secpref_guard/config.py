@@ -6,6 +6,7 @@ accepts. Nothing is read from the environment anywhere else.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
@@ -343,9 +344,29 @@ class GuardConfig(BaseModel):
         return self.sources.get(api_name, "")
 
 
+# Read elsewhere: by the handlers (log level) and by `invoke` (its local context).
+OTHER_GUARD_VARIABLES = frozenset({"GUARD_LOG_LEVEL", "GUARD_LOCAL_ACCOUNT_ID"})
+
+
+def known_variables() -> frozenset[str]:
+    aliases = {f.alias for f in Settings.model_fields.values() if f.alias}
+    return frozenset(aliases) | OTHER_GUARD_VARIABLES | {f.env_var for f in FIELDS}
+
+
+def _check_names(env: Mapping[str, str]) -> None:
+    """A misspelt variable would silently drop a field from the baseline: refuse it."""
+    known = known_variables()
+    for name in sorted(env):
+        if name.startswith(("BASELINE_", "GUARD_")) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(name, f"is not a variable secpref-guard knows{hint}")
+
+
 def load_config(environ: Mapping[str, str] | None = None) -> GuardConfig:
     """Read and validate the whole configuration; raise ConfigError naming the bad variable."""
     env = os.environ if environ is None else environ
+    _check_names(env)
 
     try:
         settings = Settings.model_validate({k: v for k, v in env.items() if k.startswith("GUARD_")})
