@@ -288,3 +288,27 @@ def test_a_refresh_margin_as_long_as_the_session_is_refused(org: Organisation) -
             duration_seconds=900,
             refresh_margin=timedelta(minutes=15),
         )
+
+
+def test_a_member_removed_during_the_listing_does_not_hide_another(clock: Clock) -> None:
+    """Pages are read by offset: a removal after page 1 shifts page 2 by one member."""
+    o = organisation(205, clock=clock.time)
+    actions = o.emulator.services[RESOURCEMANAGER_VERSION]
+    list_accounts = actions["ListAccounts"]
+    removed = o.members[10]
+    calls = 0
+
+    def removing_after_page_one(account: str, params: Any) -> dict[str, Any]:
+        nonlocal calls
+        document = list_accounts(account, params)
+        calls += 1
+        if calls == 1:
+            o.directory.remove_member(removed)
+        return document
+
+    actions["ListAccounts"] = removing_after_page_one
+    with mock_endpoint(o.emulator, ENDPOINT):
+        client = ResourceManagerClient(ENDPOINT, Credentials(*o.guard_key), retry=NO_SLEEP)
+        listed = {m.account_id for m in client.list_accounts()}
+
+    assert listed >= {o.management_account, *o.members} - {removed}

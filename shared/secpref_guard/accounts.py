@@ -17,6 +17,7 @@ enforced with the guard's own credentials (no role to assume there).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from .client import ApiError, CallLog, RpcClient
 from .config import Settings
 from .credentials import Credentials
+from .logs import event
 
 STS_VERSION = "2015-04-01"
 RESOURCEMANAGER_VERSION = "2020-03-31"
@@ -144,6 +146,22 @@ class ResourceManagerClient:
             with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(numbers)))) as pool:
                 for items, _ in pool.map(page, numbers):  # in page order
                     keep(items)
+            if len(members) < total:
+                # The directory changed while the pages were read (a member removed shifts
+                # the later pages, so one can fall between two): read it once more, one page
+                # after another, and keep every member either listing saw.
+                for number in range(1, pages + 2):
+                    items, _ = page(number)
+                    keep(items)
+                    if len(items) < page_size:
+                        break
+                if len(members) < total:
+                    event(
+                        logging.WARNING,
+                        "resource directory listing incomplete",
+                        listed=len(members),
+                        total_count=total,
+                    )
             return list(members.values())
         for number in range(2, MAX_PAGES + 1):
             items, _ = page(number)

@@ -105,6 +105,11 @@ class ResourceDirectoryBackend:
             self.members[account_id] = member
         return member
 
+    def remove_member(self, account_id: str) -> None:
+        """The account leaves the directory (later members move up one place in the list)."""
+        with self.lock:
+            del self.members[account_id]
+
     def set_status(self, account_id: str, status: str) -> None:
         if status not in MEMBER_STATUSES:
             raise ValueError(f"unknown member status {status!r}")
