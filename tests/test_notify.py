@@ -12,7 +12,9 @@ import hmac
 import io
 import json
 import logging
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -22,18 +24,23 @@ import pytest
 import requests
 import responses
 
-from secpref_guard import __version__, logs
+from secpref_guard import __version__, engine, logs
+from secpref_guard.accounts import Skipped
+from secpref_guard.client import ApiError
 from secpref_guard.config import Settings
 from secpref_guard.credentials import Credentials
+from secpref_guard.fanout import Batch, Dispatch, RunSummary
 from secpref_guard.notify import (
     ChannelResult,
     DedupWindow,
     EventBus,
     Notifier,
+    dedup_key,
     eventbridge_signature,
     render_markdown,
     render_title,
     render_webhook_body,
+    should_notify,
     summarize,
 )
 
@@ -753,3 +760,456 @@ def test_secrets_never_reach_logs_or_results(
     )
     # registered, so any other log line that carries them is masked as well
     assert logs.redact(f"{ACCESS_TOKEN} {DINGTALK_SECRET} {sign}") == "*** *** ***"
+
+
+# --- multi-account runs -------------------------------------------------------------------------
+
+MEMBER_A = "1111111111111111"
+MEMBER_B = "2222222222222222"
+MEMBER_C = "3333333333333333"
+MEMBER_D = "4444444444444444"
+RUN_ID = "5f2c9a1e0b7d4c3a"
+SCHEDULE = {"type": "schedule", "name": "guard-timer", "time": "2026-11-25T04:00:00Z"}
+
+
+def session_drift(actual: int, action: engine.Action = "revert") -> engine.Drift:
+    return engine.Drift(
+        "LoginSessionDuration", actual, 4, action, source="BASELINE_LOGIN_SESSION_DURATION"
+    )
+
+
+def reverted(account: str, actual: int = 24) -> engine.Outcome:
+    return engine.Outcome(
+        "reverted",
+        account,
+        "enforce",
+        drift=[session_drift(actual).with_after(4)],
+        reason="reverted LoginSessionDuration",
+    )
+
+
+def contested(account: str) -> engine.Outcome:
+    return engine.Outcome(
+        "contested",
+        account,
+        "enforce",
+        drift=[session_drift(12).with_after(12)],
+        reason="revert budget of 3 in 60 minutes is spent",
+    )
+
+
+def compliant(account: str) -> engine.Outcome:
+    return engine.Outcome("compliant", account, "enforce", reason="matches the baseline")
+
+
+def failed(account: str, code: str = "NoPermission", request_id: str = "REQ-9") -> engine.Outcome:
+    error = ApiError(
+        "AssumeRole", code, "You are not authorized to do this action.", 403, request_id
+    )
+    return engine.failed(account, "enforce", error)
+
+
+def run(
+    *outcomes: engine.Outcome,
+    run_id: str = RUN_ID,
+    execution: str = "in-process",
+    dispatches: tuple[Dispatch, ...] = (),
+    skipped: tuple[Skipped, ...] = (),
+) -> dict[str, Any]:
+    """A multi-account run's result, as the scheduled handler returns it (JSON)."""
+    summary = RunSummary(
+        run_id,
+        "enforce",
+        execution,
+        outcomes=list(outcomes),
+        skipped=list(skipped),
+        dispatches=list(dispatches),
+        targets="resource-directory",
+    )
+    result = summary.as_dict()
+    result["trigger"] = dict(SCHEDULE)
+    return dict(json.loads(json.dumps(result)))
+
+
+def fanned_out(error: ApiError | None = None) -> dict[str, Any]:
+    """A fan-out run: two batches handed to the worker, the second possibly not."""
+    first = Batch("run-9", 1, 2, (MEMBER_A, MEMBER_B))
+    second = Batch("run-9", 2, 2, (MEMBER_C,))
+    dispatches = (
+        Dispatch(first, "fc-req-1"),
+        Dispatch(second, None, error) if error else Dispatch(second, "fc-req-2"),
+    )
+    return run(run_id="run-9", execution="fan-out", dispatches=dispatches)
+
+
+ORG_RUN = run(compliant(ACCOUNT), reverted(MEMBER_A), reverted(MEMBER_B, 8), failed(MEMBER_C))
+
+ORG_MARKDOWN = "\n".join(
+    [
+        "#### secpref-guard: 2 accounts reverted, 1 failed (run 5f2c9a1e0b7d4c3a)",
+        "",
+        # DingTalk's line break within a paragraph: two spaces before the newline
+        "**Run**: 5f2c9a1e0b7d4c3a (in-process, mode enforce, targets resource-directory)  ",
+        "**Accounts**: 4 (1 compliant, 2 reverted, 1 failed)  ",
+        "**Trigger**: scheduled check at 2026-11-25T04:00:00Z  ",
+        "**Changed by**: unknown (found by the scheduled check; see ActionTrail)",
+        "",
+        "**Fields** (before → baseline → after)",
+        "",
+        "- account 1111111111111111, **LoginSessionDuration**: 24 → 4 → 4 (reverted; baseline "
+        "from BASELINE\\_LOGIN\\_SESSION\\_DURATION)",
+        "- account 2222222222222222, **LoginSessionDuration**: 8 → 4 → 4 (reverted; baseline "
+        "from BASELINE\\_LOGIN\\_SESSION\\_DURATION)",
+        "",
+        "**Failed accounts** (1)",
+        "",
+        "- account 3333333333333333: AssumeRole failed: NoPermission: You are not authorized to "
+        "do this action. (HTTP 403, request id REQ-9) (NoPermission, stage enforce)",
+        "",
+        "**What the guard did**: Wrote the baseline back to 2 accounts with SetSecurityPreference "
+        "and verified it with a fresh read; could not enforce 1 account (listed above).",
+    ]
+)
+
+
+def test_a_run_summary_title_counts_the_accounts_and_names_the_run() -> None:
+    assert render_title(ORG_RUN) == (
+        "secpref-guard: 2 accounts reverted, 1 failed (run 5f2c9a1e0b7d4c3a)"
+    )
+    mixed = run(reverted(MEMBER_A), contested(MEMBER_B), failed(MEMBER_C), failed(MEMBER_D))
+    assert render_title(mixed) == (
+        "secpref-guard: 1 account reverted, 1 contested, 2 failed (run 5f2c9a1e0b7d4c3a)"
+    )
+
+
+def test_a_run_summary_markdown_names_every_account_and_lists_the_failed_ones() -> None:
+    text = render_markdown(ORG_RUN)
+
+    assert text == ORG_MARKDOWN
+    assert "account ?" not in text
+    assert "**Account**" not in text
+    assert "|" not in text
+
+
+def test_each_field_line_of_a_run_follows_its_own_account_not_the_run() -> None:
+    # the run is "contested" (its worst account); the reverted account was still reverted
+    summary = run(reverted(MEMBER_A), contested(MEMBER_B))
+    assert summary["status"] == "contested"
+
+    text = render_markdown(summary)
+
+    assert f"- account {MEMBER_A}, **LoginSessionDuration**: 24 → 4 → 4 (reverted;" in text
+    assert (
+        f"- account {MEMBER_B}, **LoginSessionDuration**: 12 → 4 → 12 "
+        "(not written: revert budget spent;" in text
+    )
+    assert "Wrote the baseline back to 1 account" in text
+    assert "wrote nothing to 1 account whose revert budget" in text
+
+
+def test_field_lines_are_grouped_by_account() -> None:
+    summary = run(reverted(MEMBER_A), reverted(MEMBER_B))
+    a, b = summary["drift"]
+    summary["drift"] = [a, b, {**a, "field": "EnableSaveMFATicket", "actual": True}]
+
+    lines = [line for line in render_markdown(summary).splitlines() if line.startswith("- ")]
+
+    assert [line.split(",")[0] for line in lines] == [
+        f"- account {MEMBER_A}",
+        f"- account {MEMBER_A}",
+        f"- account {MEMBER_B}",
+    ]
+
+
+def test_a_run_summary_line_names_the_accounts() -> None:
+    assert summarize(ORG_RUN) == (
+        "secpref-guard run 5f2c9a1e0b7d4c3a, 4 accounts: 2 accounts reverted, 1 failed; "
+        "1111111111111111 reverted LoginSessionDuration; 2222222222222222 reverted "
+        "LoginSessionDuration; failed: 3333333333333333 (NoPermission)"
+    )
+    assert summarize(run(reverted(MEMBER_A), contested(MEMBER_B))) == (
+        "secpref-guard run 5f2c9a1e0b7d4c3a, 2 accounts: 1 account reverted, 1 contested; "
+        "1111111111111111 reverted LoginSessionDuration; 2222222222222222 contested, still "
+        "drifted: LoginSessionDuration"
+    )
+
+
+def test_a_long_run_caps_the_failed_accounts_and_the_field_lines() -> None:
+    outcomes = [reverted(f"{n:016d}") for n in range(1, 61)]
+    outcomes += [failed(f"{n:016d}") for n in range(101, 126)]
+    summary = run(*outcomes)
+
+    text = render_markdown(summary)
+    lines = text.splitlines()
+
+    assert render_title(summary).startswith("secpref-guard: 60 accounts reverted, 25 failed")
+    assert len([line for line in lines if "**LoginSessionDuration**" in line]) == 50
+    assert "- and 10 more fields (the run's result and log list them all)" in lines
+    assert "**Failed accounts** (25)" in lines
+    listed = [line for line in lines if line.startswith("- account ") and "NoPermission" in line]
+    assert [line[len("- account ") :][:16] for line in listed] == [
+        f"{n:016d}" for n in range(101, 121)
+    ]
+    assert lines[lines.index(listed[-1]) + 1] == "- and 5 more"
+    line = summarize(summary)
+    assert "; and 50 more accounts with drift; failed: 0000000000000101 (NoPermission)" in line
+    assert line.endswith("0000000000000110 (NoPermission) and 15 more")
+
+
+def test_a_run_is_sent_to_every_channel_with_counts_in_the_title(
+    notifier: Notifier, http: responses.RequestsMock
+) -> None:
+    all_up(http)
+
+    assert [r.outcome for r in notifier.notify(json.dumps(ORG_RUN))] == ["sent"] * 3
+
+    (dingtalk,) = calls_to(http, DINGTALK_HOST_PATH)
+    assert json.loads(dingtalk.request.body)["markdown"] == {
+        "title": "secpref-guard: 2 accounts reverted, 1 failed (run 5f2c9a1e0b7d4c3a)",
+        "text": ORG_MARKDOWN,
+    }
+    (webhook,) = calls_to(http, "https://hooks.example.com/")
+    body = json.loads(webhook.request.body)
+    assert {k: v for k, v in body.items() if k not in ("summary", "guard")} == ORG_RUN
+    assert body["summary"] == summarize(ORG_RUN)
+    assert body["guard"] == {"name": "secpref-guard", "version": __version__}
+    (eventbridge,) = calls_to(http, EVENTBRIDGE_URL)
+    (cloudevent,) = json.loads(eventbridge.request.body)
+    assert cloudevent["data"] == body
+    assert cloudevent["type"] == "secpref-guard:Report:drift"  # a failed account is never ok
+
+
+def test_a_revert_in_another_account_is_sent_not_deduplicated(
+    notifier: Notifier, http: responses.RequestsMock
+) -> None:
+    all_up(http)
+
+    first = notifier.notify(run(compliant(MEMBER_B), reverted(MEMBER_A), run_id="run-1"))
+    second = notifier.notify(run(compliant(MEMBER_A), reverted(MEMBER_B), run_id="run-2"))
+    again = notifier.notify(run(compliant(MEMBER_A), reverted(MEMBER_B), run_id="run-3"))
+
+    assert [r.outcome for r in first] == ["sent"] * 3
+    assert [r.outcome for r in second] == ["sent"] * 3
+    assert [r.outcome for r in again] == ["deduplicated"] * 3  # the same revert, reported again
+    texts = [json.loads(c.request.body)["markdown"]["text"] for c in calls_to(http, DINGTALK_URL)]
+    assert [f"account {MEMBER_A}, **LoginSessionDuration**" in t for t in texts] == [True, False]
+    assert [f"account {MEMBER_B}, **LoginSessionDuration**" in t for t in texts] == [False, True]
+
+
+def test_failures_in_other_accounts_or_with_other_codes_are_sent(
+    notifier: Notifier, http: responses.RequestsMock
+) -> None:
+    all_up(http)
+    runs = [
+        run(reverted(MEMBER_A), failed(MEMBER_C)),
+        run(reverted(MEMBER_A), failed(MEMBER_D)),  # another account
+        run(reverted(MEMBER_A), failed(MEMBER_D, "Throttling.User")),  # another code
+        run(reverted(MEMBER_A), failed(MEMBER_D, "Throttling.User", request_id="REQ-10")),
+    ]
+
+    sent = [{r.outcome for r in notifier.notify(summary)} for summary in runs]
+
+    assert sent == [{"sent"}, {"sent"}, {"sent"}, {"deduplicated"}]
+    assert len({dedup_key(summary) for summary in runs}) == 3
+    # a failure joining a run's reverts is news too
+    assert dedup_key(run(reverted(MEMBER_A))) != dedup_key(runs[0])
+
+
+@pytest.mark.parametrize("status", ["reverted", "skipped", "compliant"])
+def test_a_run_with_a_failed_account_is_sent_whatever_its_status(
+    status: str, notifier: Notifier, http: responses.RequestsMock
+) -> None:
+    all_up(http)
+    summary = run(reverted(MEMBER_A), failed(MEMBER_C))
+    summary["status"] = status
+
+    assert should_notify(summary)
+    assert should_notify({"status": status, "counts": {"accounts": 9, "failed": 2}})
+    assert [r.outcome for r in notifier.notify(summary)] == ["sent"] * 3
+
+
+def test_a_fan_out_that_only_dispatched_is_not_sent(
+    notifier: Notifier, http: responses.RequestsMock
+) -> None:
+    all_up(http)
+    summary = fanned_out()
+    assert summary["status"] == "skipped"
+    assert summary["counts"]["dispatched"] == 3
+
+    assert not should_notify(summary)
+    assert notifier.notify(summary) == []
+    assert not http.calls
+
+
+def test_a_fan_out_whose_batch_was_not_dispatched_lists_its_accounts(
+    notifier: Notifier, http: responses.RequestsMock
+) -> None:
+    all_up(http)
+    summary = fanned_out(ApiError("InvokeFunction", "FunctionNotFound", "no worker", 404))
+
+    assert [r.outcome for r in notifier.notify(summary)] == ["sent"] * 3
+
+    text = render_markdown(summary)
+    assert text.startswith("#### secpref-guard: 1 account failed (run run-9)\n")
+    assert "**Accounts**: 3 (1 failed, 2 dispatched)" in text
+    assert (
+        f"- account {MEMBER_C}: batch 2 not dispatched: InvokeFunction failed: FunctionNotFound: "
+        "no worker (HTTP 404) (FunctionNotFound, stage dispatch)" in text
+    )
+    assert "Could not enforce 1 account (listed above); handed 2 accounts to the worker." in text
+    assert "**Changed by**" not in text  # nothing drifted: no one to look for
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+
+class HeldWebhook:
+    """A webhook whose first request is held until every other caller has returned; then the
+    requests are answered with ``statuses`` in turn (the last one repeats)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.others_returned = threading.Event()
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        with self._lock:
+            self.count += 1
+            n = self.count
+        if n == 1:
+            self.others_returned.wait(timeout=5)
+        return self.statuses[min(n, len(self.statuses)) - 1], {}, ""
+
+
+def all_at_once(
+    call: Callable[[], list[ChannelResult]], threads: int, hook: HeldWebhook
+) -> list[ChannelResult]:
+    """``call`` on ``threads`` threads released together; every result, in finishing order."""
+    start = threading.Barrier(threads)
+    results: list[ChannelResult] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        start.wait(timeout=5)
+        got = call()
+        with lock:
+            results.extend(got)
+            if len(results) == threads - 1:
+                hook.others_returned.set()
+
+    pool = [threading.Thread(target=one) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in pool)
+    return results
+
+
+def webhook_notifier(clock: FakeClock, window: DedupWindow) -> Notifier:
+    """As the handler builds it: a new notifier per invocation, one window per instance."""
+    return Notifier.from_settings(Settings(webhook_url=WEBHOOK_URL), clock=clock, window=window)
+
+
+def test_concurrent_identical_reports_are_sent_once(
+    clock: FakeClock, http: responses.RequestsMock
+) -> None:
+    hook = HeldWebhook([200])
+    http.add_callback(responses.POST, "https://hooks.example.com/secpref", callback=hook)
+    window = DedupWindow()
+
+    results = all_at_once(
+        lambda: webhook_notifier(clock, window).notify(json.dumps(REVERTED)), 8, hook
+    )
+
+    assert len(http.calls) == 1
+    assert sorted(r.outcome for r in results) == ["deduplicated"] * 7 + ["sent"]
+    assert {r.detail for r in results if r.outcome == "deduplicated"} == {"being sent concurrently"}
+    assert results[-1].outcome == "sent"  # the sender was held until the others returned
+    assert webhook_notifier(clock, window).notify(REVERTED)[0].detail == "sent within the window"
+
+
+def test_a_concurrent_send_that_fails_is_retried_by_the_next_report(
+    clock: FakeClock, http: responses.RequestsMock
+) -> None:
+    hook = HeldWebhook([503, 200])
+    http.add_callback(responses.POST, "https://hooks.example.com/secpref", callback=hook)
+    window = DedupWindow()
+
+    results = all_at_once(lambda: webhook_notifier(clock, window).notify(REVERTED), 8, hook)
+
+    assert sorted(r.outcome for r in results) == ["deduplicated"] * 7 + ["failed"]
+    assert len(http.calls) == 1
+    clock.advance(5)
+    assert outcomes(webhook_notifier(clock, window).notify(REVERTED)) == {"webhook": "sent"}
+    assert outcomes(webhook_notifier(clock, window).notify(REVERTED)) == {"webhook": "deduplicated"}
+    assert [call.response.status_code for call in http.calls] == [503, 200]  # delivered once
+
+
+def test_a_reservation_never_released_lapses_with_the_window() -> None:
+    window = DedupWindow(seconds=60)
+
+    assert window.reserve("webhook", "k", NOW) is None
+    assert window.reserve("webhook", "k", NOW + 59) == "sending"
+    assert window.active("webhook", "k", NOW + 59)
+    assert window.reserve("webhook", "k", NOW + 60) is None  # the holder never came back
+    window.record("webhook", "k", NOW + 61)
+    assert window.reserve("webhook", "k", NOW + 120) == "sent"
+    assert window.reserve("webhook", "k", NOW + 121) is None
+    window.release("webhook", "k")
+    assert len(window) == 0  # the expired entry was forgotten
+
+
+def test_no_delivered_report_is_forgotten_when_many_threads_record_at_once() -> None:
+    window = DedupWindow(seconds=600)
+    threads, per_thread = 8, 300
+    start = threading.Barrier(threads)
+    errors: list[str] = []
+
+    def deliver(t: int) -> None:
+        start.wait(timeout=5)
+        for i in range(per_thread):
+            key, now = f"report-{t}-{i}", NOW + i / 1000
+            if window.reserve("webhook", key, now) is not None:
+                errors.append(f"{key} was not free")
+            if i % 3 == 0:  # a failed send, then its retry
+                window.release("webhook", key)
+                if window.reserve("webhook", key, now) is not None:
+                    errors.append(f"{key} was not released")
+            window.record("webhook", key, now)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        pool = [threading.Thread(target=deliver, args=(t,)) for t in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert errors == []
+    assert len(window) == threads * per_thread
+    later = NOW + 1
+    assert all(
+        window.reserve("webhook", f"report-{t}-{i}", later) == "sent"
+        for t in range(threads)
+        for i in range(per_thread)
+    )
+
+
+def test_an_interrupted_send_leaves_no_reservation_behind(clock: FakeClock) -> None:
+    class Interrupted:
+        name = "webhook"
+        destination = "https://hooks.example.com/..."
+
+        def send(self, report: Any) -> str:
+            raise KeyboardInterrupt
+
+    window = DedupWindow()
+    with pytest.raises(KeyboardInterrupt):
+        Notifier([Interrupted()], clock=clock, window=window).notify(REVERTED)
+
+    assert not window.active("webhook", dedup_key(REVERTED), NOW)

@@ -10,11 +10,19 @@ and ``error``). Three channels, each optional, any number at once:
 - an EventBridge custom bus (GUARD_EVENTBRIDGE_BUS): the same JSON as the ``data`` of one
   CloudEvent, published with the bus's PutEvents HTTP API.
 
-The policy: only ``reverted``, ``drift``, ``contested`` and ``error`` reports are sent (never
-``compliant`` or ``skipped``); a report already sent to a channel within the de-duplication
-window (account + status + drifted fields and their values) is not sent again, so an event burst
-does not flood a channel; every channel has a short timeout, and a channel that fails is logged
-and reported as failed but never raises to the caller, and never stops the other channels.
+A report is also the run summary of a multi-account run (``fanout.RunSummary.as_dict()``): no
+top-level ``account``, but ``run_id``, ``counts``, drift items that each carry their ``account``,
+``accounts`` (every account's own result) and ``failed`` (every account that could not be
+enforced, with its reason and code). Its messages count the accounts, name the account on every
+field line and list the failed accounts.
+
+The policy: only ``reverted``, ``drift``, ``contested`` and ``error`` reports, and any report with
+a failed account, are sent (never ``compliant`` or ``skipped`` alone, nor a fan-out run that only
+dispatched batches); a report already sent to a channel within the de-duplication window (account
++ status + every drifted field of every account with its values + every failed account with its
+code) is not sent again, so an event burst does not flood a channel, and concurrent identical
+reports are sent once; every channel has a short timeout, and a channel that fails is logged and
+reported as failed but never raises to the caller, and never stops the other channels.
 
 Facts this module relies on (sources: DingTalk's custom-robot documentation, "custom robot
 access" / 加签; EventBridge's PutEvents, "Make API requests" and common-parameters pages; the
@@ -42,6 +50,7 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +71,9 @@ GUARD_NAME = "secpref-guard"
 NOTIFY_STATUSES = frozenset({"reverted", "drift", "contested", "error"})
 DEFAULT_WINDOW_SECONDS = 600.0
 DEFAULT_TIMEOUT_SECONDS = 3.0
+FAILED_LIST_LIMIT = 20  # failed accounts named in a message; the rest are counted
+FIELD_LIST_LIMIT = 50  # drifted fields listed in a multi-account message; the rest are counted
+SUMMARY_ACCOUNT_LIMIT = 10  # accounts named in the one-line summary; the rest are counted
 USER_AGENT = f"{GUARD_NAME}/{__version__}"
 
 EVENTBRIDGE_PATH = "/openapi/putEvents"
@@ -111,16 +123,31 @@ class Channel(Protocol):
 
 
 def should_notify(report: Mapping[str, Any]) -> bool:
-    """Only reports that need a person's attention: reverted, drift, contested, error."""
-    return report.get("status") in NOTIFY_STATUSES
+    """Only reports that need a person's attention: reverted, drift, contested, error, and any
+    run in which an account failed, whatever the run's status (a fan-out run that only handed
+    its batches to the worker is ``skipped`` and is not sent unless a dispatch failed)."""
+    return report.get("status") in NOTIFY_STATUSES or _failed_count(report) > 0
 
 
 def dedup_key(report: Mapping[str, Any]) -> str:
-    """Identical reports share a key: account, status, every drifted field with its values,
-    and for an error its code. A burst of audit events about one change gives one key."""
+    """Identical reports share a key: account, status, every drifted field with its account,
+    that account's status and the values, every failed account with its code, and for an error
+    its code. A burst of audit events about one change gives one key; the same field reverted in
+    another account, or another account failing, gives another."""
+    results = _account_results(report)
     drift = [
-        [str(item.get("field")), item.get("actual"), item.get("expected")]
+        [
+            _plain(item.get("account", "")),
+            str(_item_report(report, results, item).get("status", "")),
+            str(item.get("field")),
+            item.get("actual"),
+            item.get("expected"),
+        ]
         for item in _drift(report)
+    ]
+    failed = [
+        [_plain(failure.get("account", "?")), str(failure.get("code") or "")]
+        for failure in _failures(report)
     ]
     error = report.get("error")
     error_code = ""
@@ -129,7 +156,8 @@ def dedup_key(report: Mapping[str, Any]) -> str:
     parts = [
         str(report.get("account", "")),
         str(report.get("status", "")),
-        sorted(drift, key=str),
+        sorted(drift, key=lambda d: json.dumps(d, sort_keys=True, default=str)),
+        sorted(failed),
         error_code,
     ]
     return json.dumps(parts, sort_keys=True, default=str)
@@ -145,14 +173,22 @@ _HEADLINES = {
 
 def render_title(report: Mapping[str, Any]) -> str:
     """A short title (DingTalk shows it in the conversation list). It names the guard, so a
-    robot secured with the custom keyword ``secpref-guard`` accepts every message."""
+    robot secured with the custom keyword ``secpref-guard`` accepts every message. A run
+    summary's title counts the accounts: ``secpref-guard: 2 accounts reverted, 1 failed (run
+    <id>)``."""
+    if _is_run(report):
+        run_id = report.get("run_id")
+        suffix = f" (run {_plain(run_id)})" if run_id else ""
+        return f"{GUARD_NAME}: {_run_counts_text(report)}{suffix}"
     status = str(report.get("status", ""))
     headline = _HEADLINES.get(status, status)
-    return f"{GUARD_NAME}: {headline} in account {_plain(report.get('account', '?'))}"
+    return f"{GUARD_NAME}: {headline} in {_where(report)}"
 
 
 def summarize(report: Mapping[str, Any]) -> str:
     """One line that says what happened, for the webhook's ``summary`` and for logs."""
+    if _is_run(report):
+        return _summarize_run(report)
     status = str(report.get("status", ""))
     account = _plain(report.get("account", "?"))
     drift = _drift(report)
@@ -181,26 +217,47 @@ def summarize(report: Mapping[str, Any]) -> str:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """The DingTalk message text (DingTalk's markdown subset: no tables, so one item per field)."""
+    """The DingTalk message text (DingTalk's markdown subset: no tables, so one item per field).
+    When the drift items carry their accounts (a multi-account run), every field line names its
+    account and the lines are grouped by account; failed accounts are listed after them."""
     status = str(report.get("status", ""))
+    run = _is_run(report)
     lines = [f"#### {_md(render_title(report))}", ""]
-    facts = [
-        f"**Account**: {_md(report.get('account', '?'))} (mode {_md(report.get('mode', '?'))})"
-    ]
+    if run:
+        facts = [_run_fact(report), f"**Accounts**: {_md(_counts_fact(report))}"]
+    else:
+        facts = [
+            f"**Account**: {_md(report.get('account', '?'))} (mode {_md(report.get('mode', '?'))})"
+        ]
     trigger = _trigger_text(report.get("trigger"))
     if trigger:
         facts.append(f"**Trigger**: {_md(trigger)}")
+    drift = _drift(report)
     actor = _actor_text(report.get("actor"))
     if actor:
         facts.append(f"**Changed by**: {_md(actor)}")
-    elif _trigger_type(report) == "schedule" and status != "error":
+    elif _trigger_type(report) == "schedule" and status != "error" and drift:
         facts.append("**Changed by**: unknown (found by the scheduled check; see ActionTrail)")
     lines.append("  \n".join(facts))
-    drift = _drift(report)
     if drift:
+        results = _account_results(report)
+        grouped = _grouped_by_account(drift)
+        limit = FIELD_LIST_LIMIT if any("account" in item for item in drift) else len(drift)
         lines += ["", "**Fields** (before → baseline → after)", ""]
-        for item in drift:
-            lines.append(_md_drift_item(report, item))
+        for item in grouped[:limit]:
+            lines.append(_md_drift_item(_item_report(report, results, item), item))
+        if len(grouped) > limit:
+            lines.append(
+                f"- and {len(grouped) - limit} more fields (the run's result and log list them all)"
+            )
+    failures = _failures(report)
+    if failures:
+        lines += ["", f"**Failed accounts** ({_failed_count(report)})", ""]
+        for failure in failures[:FAILED_LIST_LIMIT]:
+            lines.append(_md_failure(failure))
+        hidden = _failed_count(report) - min(len(failures), FAILED_LIST_LIMIT)
+        if hidden > 0:
+            lines.append(f"- and {hidden} more")
     lines += ["", f"**What the guard did**: {_md(_what_the_guard_did(report))}"]
     return "\n".join(lines)
 
@@ -243,6 +300,175 @@ def _drift(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [item for item in drift if isinstance(item, Mapping)]
 
 
+def _is_run(report: Mapping[str, Any]) -> bool:
+    """A multi-account run summary (``fanout.RunSummary.as_dict()``): it counts its accounts."""
+    return isinstance(report.get("counts"), Mapping)
+
+
+def _counts(report: Mapping[str, Any]) -> dict[str, int]:
+    counts = report.get("counts")
+    if not isinstance(counts, Mapping):
+        return {}
+    return {str(k): v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _failures(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The run's failed accounts, each with its account, reason, code and stage."""
+    failed = report.get("failed")
+    if not isinstance(failed, list):
+        return []
+    return [item for item in failed if isinstance(item, Mapping)]
+
+
+def _failed_count(report: Mapping[str, Any]) -> int:
+    return max(_counts(report).get("failed", 0), len(_failures(report)))
+
+
+def _account_results(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """A run summary's per-account results (``accounts``), by account id."""
+    accounts = report.get("accounts")
+    if not isinstance(accounts, list):
+        return {}
+    return {
+        str(result["account"]): result
+        for result in accounts
+        if isinstance(result, Mapping) and result.get("account") is not None
+    }
+
+
+def _item_report(
+    report: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]], item: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The report a drift item belongs to: its account's own result in a run summary (whose
+    status is the worst account's), otherwise the report itself."""
+    account = item.get("account")
+    if account is not None:
+        own = results.get(str(account))
+        if own is not None:
+            return own
+    return report
+
+
+def _grouped_by_account(drift: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The items with each account's together, accounts in order of first appearance."""
+    order: dict[str, int] = {}
+    for item in drift:
+        order.setdefault(str(item.get("account", "")), len(order))
+    return sorted(drift, key=lambda item: order[str(item.get("account", ""))])
+
+
+def _where(report: Mapping[str, Any]) -> str:
+    """``account <id>``, or for a report without one the accounts its items name."""
+    if "account" in report:
+        return f"account {_plain(report.get('account'))}"
+    accounts = list(
+        dict.fromkeys(
+            _plain(item["account"])
+            for item in [*_drift(report), *_failures(report)]
+            if item.get("account") is not None
+        )
+    )
+    if len(accounts) == 1:
+        return f"account {accounts[0]}"
+    if accounts:
+        return f"{len(accounts)} accounts"
+    return "account ?"
+
+
+_RUN_COUNTS = (
+    ("reverted", "reverted"),
+    ("drift", "with drift"),
+    ("contested", "contested"),
+    ("failed", "failed"),
+)
+
+
+def _run_counts_text(report: Mapping[str, Any]) -> str:
+    """``2 accounts reverted, 1 with drift, 1 failed``: the counts that need attention."""
+    counts = _counts(report)
+    counts["failed"] = _failed_count(report)
+    parts = [(counts.get(key, 0), label) for key, label in _RUN_COUNTS if counts.get(key, 0)]
+    if not parts:
+        status = str(report.get("status", ""))
+        return _HEADLINES.get(status, status) or "run"
+    (first, label), rest = parts[0], parts[1:]
+    words = [f"{first} account{'' if first == 1 else 's'} {label}"]
+    words += [f"{n} {label}" for n, label in rest]
+    return ", ".join(words)
+
+
+def _counts_fact(report: Mapping[str, Any]) -> str:
+    counts = _counts(report)
+    counts["failed"] = _failed_count(report)
+    keys = ("compliant", "reverted", "drift", "contested", "failed", "skipped", "dispatched")
+    parts = [f"{counts[k]} {k}" for k in keys if counts.get(k)]
+    total = counts.get("accounts")
+    text = ", ".join(parts) or "none enforced"
+    return f"{total} ({text})" if total is not None else text
+
+
+def _run_fact(report: Mapping[str, Any]) -> str:
+    details = [str(report["execution"])] if report.get("execution") else []  # in-process, ...
+    details.append(f"mode {report.get('mode', '?')}")
+    if report.get("targets"):
+        details.append(f"targets {report['targets']}")
+    return f"**Run**: {_md(report.get('run_id') or '?')} ({_md(', '.join(details))})"
+
+
+def _summarize_run(report: Mapping[str, Any]) -> str:
+    """``secpref-guard run <id>, 4 accounts: 2 accounts reverted, 1 failed; 111 reverted
+    LoginSessionDuration; ...; failed: 333 (NoPermission)``."""
+    total = _counts(report).get("accounts")
+    head = f"{GUARD_NAME} run {_plain(report.get('run_id') or '?')}"
+    if total is not None:
+        head += f", {total} accounts"
+    parts = [f"{head}: {_run_counts_text(report)}"]
+    results = _account_results(report)
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for item in _drift(report):
+        groups.setdefault(_plain(item.get("account", "?")), []).append(item)
+    for account, items in list(groups.items())[:SUMMARY_ACCOUNT_LIMIT]:
+        status = str(_item_report(report, results, items[0]).get("status", ""))
+        names = ", ".join(_plain(item.get("field", "?")) for item in items)
+        if status == "reverted":
+            reverted = [_plain(i.get("field", "?")) for i in items if i.get("action") == "revert"]
+            kept = [_plain(i.get("field", "?")) for i in items if i.get("action") != "revert"]
+            text = f"{account} reverted {', '.join(reverted) or 'nothing'}"
+            if kept:
+                text += f" (not written: {', '.join(kept)})"
+        elif status == "drift":
+            text = f"{account} drift in {names}, nothing written"
+        elif status == "contested":
+            text = f"{account} contested, still drifted: {names}"
+        else:
+            text = f"{account} {status or '?'}: {names}"
+        parts.append(text)
+    if len(groups) > SUMMARY_ACCOUNT_LIMIT:
+        parts.append(f"and {len(groups) - SUMMARY_ACCOUNT_LIMIT} more accounts with drift")
+    failures = _failures(report)
+    if failures:
+        named = ", ".join(
+            f"{_plain(f.get('account', '?'))} ({_plain(f.get('code') or f.get('stage') or '?')})"
+            for f in failures[:SUMMARY_ACCOUNT_LIMIT]
+        )
+        hidden = _failed_count(report) - min(len(failures), SUMMARY_ACCOUNT_LIMIT)
+        parts.append(f"failed: {named}" + (f" and {hidden} more" if hidden > 0 else ""))
+    elif _failed_count(report):
+        parts.append(f"failed: {_failed_count(report)} accounts")
+    return "; ".join(parts)
+
+
+def _md_failure(failure: Mapping[str, Any]) -> str:
+    """``- account <id>: <reason> (<code>, stage <stage>)``."""
+    detail = [str(failure["code"])] if failure.get("code") else []
+    if failure.get("stage"):
+        detail.append(f"stage {failure['stage']}")
+    text = f"- account {_md(failure.get('account', '?'))}: {_md(failure.get('reason') or '?')}"
+    if detail:
+        text += f" ({_md(', '.join(detail))})"
+    return text
+
+
 def _plain(value: Any) -> str:
     """One line of text: no newlines, bounded length."""
     text = " ".join(str(value).split())
@@ -272,8 +498,12 @@ def _value(value: Any) -> str:
 
 
 def _after(report: Mapping[str, Any], item: Mapping[str, Any]) -> str:
-    """The value after the run: the baseline when this run reverted it, the live value when
-    nothing was written, the value a fresh read showed when verification failed."""
+    """The value after the run: what the engine reports (``after``: a fresh read after a write,
+    else the unchanged live value); failing that, the baseline when this run reverted it, the
+    live value when nothing was written, the value a fresh read showed when verification
+    failed. ``report`` is the result of the item's own account."""
+    if "after" in item:
+        return _value(item.get("after"))
     status = report.get("status")
     if status == "reverted" and item.get("action") == "revert":
         return _value(item.get("expected"))
@@ -308,11 +538,14 @@ def _action_text(report: Mapping[str, Any], item: Mapping[str, Any]) -> str:
 
 
 def _md_drift_item(report: Mapping[str, Any], item: Mapping[str, Any]) -> str:
+    """One field line; ``report`` is the result of the item's own account. An item that carries
+    its account (a multi-account run) names it."""
     before = _value(item.get("actual"))
     baseline = _value(item.get("expected"))
     after = _after(report, item)
+    account = f"account {_md(item['account'])}, " if item.get("account") is not None else ""
     return (
-        f"- **{_md(item.get('field', '?'))}**: {_md(before)} → {_md(baseline)} → "
+        f"- {account}**{_md(item.get('field', '?'))}**: {_md(before)} → {_md(baseline)} → "
         f"{_md(after)} ({_md(_action_text(report, item))})"
     )
 
@@ -366,6 +599,8 @@ def _error_text(report: Mapping[str, Any]) -> str:
 
 
 def _what_the_guard_did(report: Mapping[str, Any]) -> str:
+    if _is_run(report):
+        return _what_the_run_did(report)
     status = report.get("status")
     reason = _plain(report.get("reason", ""))
     if status == "reverted":
@@ -388,6 +623,34 @@ def _what_the_guard_did(report: Mapping[str, Any]) -> str:
         lead = str(status)
     lead = lead[:1].upper() + lead[1:]
     return f"{lead}. {reason[:1].upper() + reason[1:]}." if reason else f"{lead}."
+
+
+def _accounts(n: int) -> str:
+    return f"{n} account{'' if n == 1 else 's'}"
+
+
+def _what_the_run_did(report: Mapping[str, Any]) -> str:
+    counts = _counts(report)
+    failed = _failed_count(report)
+    done = []
+    if counts.get("reverted"):
+        done.append(
+            f"wrote the baseline back to {_accounts(counts['reverted'])} with "
+            "SetSecurityPreference and verified it with a fresh read"
+        )
+    if counts.get("drift"):
+        done.append(f"reported drift in {_accounts(counts['drift'])} and wrote nothing there")
+    if counts.get("contested"):
+        done.append(
+            f"wrote nothing to {_accounts(counts['contested'])} whose revert budget "
+            "(GUARD_MAX_REVERTS within GUARD_REVERT_WINDOW_MINUTES) is spent"
+        )
+    if failed:
+        done.append(f"could not enforce {_accounts(failed)} (listed above)")
+    if counts.get("dispatched"):
+        done.append(f"handed {_accounts(counts['dispatched'])} to the worker")
+    text = "; ".join(done) or _plain(report.get("reason") or report.get("status") or "nothing")
+    return text[:1].upper() + text[1:] + "."
 
 
 def _iso_millis(now: float) -> str:
@@ -700,19 +963,66 @@ class EventBridgeChannel:
 
 class DedupWindow:
     """Reports already delivered, per channel, remembered in memory for ``seconds``. Keep one
-    per Function Compute instance to cover event bursts that reach the same instance."""
+    per Function Compute instance to cover event bursts that reach the same instance.
+
+    Safe across threads (an instance may serve concurrent invocations): ``reserve`` atomically
+    claims a (channel, key) that was not delivered within the window and is not being delivered,
+    so of concurrent identical reports exactly one is sent; the holder then calls ``record``
+    when the channel accepted it, or ``release`` when it failed, so the next report retries. A
+    reservation never released (a send that never returned) lapses after ``seconds`` too.
+    Times are the caller's clock (``now``), so the window follows an injected clock."""
 
     def __init__(self, seconds: float = DEFAULT_WINDOW_SECONDS) -> None:
         self.seconds = seconds
+        self._lock = threading.Lock()
         self._sent: dict[tuple[str, str], float] = {}
+        self._reserved: dict[tuple[str, str], float] = {}
 
     def active(self, channel: str, key: str, now: float) -> bool:
-        sent_at = self._sent.get((channel, key))
-        return sent_at is not None and now - sent_at < self.seconds
+        """Delivered within the window, or being delivered right now."""
+        with self._lock:
+            return self._busy((channel, key), now) is not None
+
+    def reserve(self, channel: str, key: str, now: float) -> str | None:
+        """Claim the key for one delivery: None when the caller now holds it and must send,
+        else why not (``"sent"`` within the window, or ``"sending"`` by another caller)."""
+        with self._lock:
+            self._expire(now)
+            busy = self._busy((channel, key), now)
+            if busy is None:
+                self._reserved[(channel, key)] = now
+            return busy
 
     def record(self, channel: str, key: str, now: float) -> None:
-        self._sent = {k: t for k, t in self._sent.items() if now - t < self.seconds}
-        self._sent[(channel, key)] = now
+        """The report was delivered at ``now``: its reservation becomes a sent entry."""
+        with self._lock:
+            self._reserved.pop((channel, key), None)
+            self._sent[(channel, key)] = now
+            self._expire(now)
+
+    def release(self, channel: str, key: str) -> None:
+        """The delivery failed: drop the reservation so the next identical report is sent."""
+        with self._lock:
+            self._reserved.pop((channel, key), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sent)
+
+    def _busy(self, entry: tuple[str, str], now: float) -> str | None:
+        sent_at = self._sent.get(entry)
+        if sent_at is not None and now - sent_at < self.seconds:
+            return "sent"
+        reserved_at = self._reserved.get(entry)
+        if reserved_at is not None and now - reserved_at < self.seconds:
+            return "sending"
+        return None
+
+    def _expire(self, now: float) -> None:
+        """Forget what is out of the window, in place (the caller holds the lock)."""
+        for entries in (self._sent, self._reserved):
+            for entry in [e for e, at in entries.items() if now - at >= self.seconds]:
+                del entries[entry]
 
 
 class Notifier:
@@ -789,21 +1099,26 @@ class Notifier:
         return results
 
     def _deliver(self, channel: Channel, report: Mapping[str, Any], key: str) -> ChannelResult:
-        context = {
+        context: dict[str, Any] = {
             "channel": channel.name,
             "destination": channel.destination,
             "account": _plain(report.get("account", "")),
             "status": report.get("status"),
         }
+        if report.get("run_id"):
+            context["run_id"] = _plain(report["run_id"])
         now = self.clock()
-        if self.window.active(channel.name, key, now):
+        busy = self.window.reserve(channel.name, key, now)
+        if busy is not None:
             event(
                 logging.INFO,
                 "notification deduplicated",
                 **context,
                 window_seconds=self.window.seconds,
+                because=busy,
             )
-            return ChannelResult(channel.name, "deduplicated", "sent within the window")
+            detail = "sent within the window" if busy == "sent" else "being sent concurrently"
+            return ChannelResult(channel.name, "deduplicated", detail)
         try:
             detail = channel.send(report)
         except DeliveryError as exc:
@@ -814,11 +1129,15 @@ class Notifier:
             reason = _scrub(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a channel must never break enforcement
             reason = _scrub(f"{type(exc).__name__}: {exc}")
+        except BaseException:  # interrupted: never leave the reservation behind
+            self.window.release(channel.name, key)
+            raise
         else:
             self.window.record(channel.name, key, now)
             detail = _scrub(detail)
             event(logging.INFO, "notification sent", **context, detail=detail)
             return ChannelResult(channel.name, "sent", detail)
+        self.window.release(channel.name, key)  # not delivered: the next identical report retries
         event(logging.WARNING, "notification failed", **context, error=reason)
         return ChannelResult(channel.name, "failed", reason)
 
