@@ -162,8 +162,9 @@ def notify(config: GuardConfig, context: Any, report: dict[str, Any]) -> None:
     if not should_notify(report):
         return
     global _dedup_window
-    if _dedup_window is None:
-        _dedup_window = DedupWindow()
+    with _logging_lock:  # one window per instance, even for concurrent first requests
+        if _dedup_window is None:
+            _dedup_window = DedupWindow()
     try:
         credentials = resolve(context)
     except CredentialsError:
