@@ -339,6 +339,9 @@ class Preference:
     values: dict[str, F.Value]
     request_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # read-only fields, e.g. deprecated ones
+    # The Set parameter of each field as it was read, where its canonical rendering could
+    # differ (masks, verification types): what goes back when the field is not changed.
+    live_params: dict[str, str] = field(default_factory=dict)
 
 
 class ImsClient:
@@ -362,7 +365,7 @@ class ImsClient:
                 request_id=document.get("RequestId"),
             )
         try:
-            values = F.parse_response(preference)
+            values, live_params = F.read_response(preference)
         except F.FieldValueError as exc:
             raise ApiError(
                 "GetSecurityPreference",
@@ -375,10 +378,21 @@ class ImsClient:
             for name, group in F.READ_ONLY_FIELDS.items()
             if isinstance(preference.get(group), dict) and name in preference[group]
         }
-        return Preference(values, document.get("RequestId"), extra)
+        return Preference(values, document.get("RequestId"), extra, live_params)
 
-    def set_security_preference(self, values: Mapping[str, F.Value]) -> str | None:
-        """Send these values (a complete desired state: the API resets what is omitted)."""
-        document = self.rpc.call("SetSecurityPreference", F.render_params(values))
+    def set_security_preference(
+        self, values: Mapping[str, F.Value], live: Preference | None = None
+    ) -> str | None:
+        """Send these values (a complete desired state: the API resets what is omitted).
+
+        With ``live`` (the Get the values were derived from), a field whose value equals its
+        live value goes out exactly as it was read, not in its canonical rendering: the
+        masks ``10.1.2.3/24`` are sent back as ``10.1.2.3/24``, not ``10.1.2.0/24``."""
+        params = F.render_params(values)
+        if live is not None:
+            for name, text in live.live_params.items():
+                if name in params and name in live.values and values[name] == live.values[name]:
+                    params[name] = text
+        document = self.rpc.call("SetSecurityPreference", params)
         request_id = document.get("RequestId")
         return request_id if isinstance(request_id, str) else None

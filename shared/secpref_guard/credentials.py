@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .logs import register_secret
+from .logs import register_secrets
 
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
 ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 - a variable name
@@ -32,10 +32,10 @@ class Credentials:
     source: str = "environment"
 
     def __post_init__(self) -> None:
-        # Whatever is logged from here on has these values masked.
-        register_secret(self.access_key_secret)
-        if self.security_token:
-            register_secret(self.security_token)
+        # Whatever is logged from here on has these values masked. The source is the scope:
+        # an account's refreshed STS credentials replace its old ones in the registry instead
+        # of piling up (hourly, for every member account of a warm instance).
+        register_secrets((self.access_key_secret, self.security_token), scope=self.source)
 
 
 def _read(obj: Any, *names: str) -> str | None:

@@ -232,7 +232,8 @@ def _run(
             budget_note = f"; {check.error}"
 
     desired = desired_state(live, drifts)
-    request_id = client.set_security_preference(desired)
+    # unchanged fields go back exactly as read (masks not normalised), changed ones as rendered
+    request_id = client.set_security_preference(desired, live=live)
     pending = (
         budget.record_in_background(outcome.account, actor=actor) if budget is not None else None
     )

@@ -8,7 +8,9 @@ SetSecurityPreference, and the documented default the API falls back to when a S
 
 Canonical Python values: ``bool`` for booleans, ``int`` for integers, ``str`` for enums, and a
 ``frozenset[str]`` for the two set-valued fields (network masks in normalised CIDR form,
-verification types in lower case), so equality is set equality.
+verification types in lower case), so equality is set equality. Canonical values are for
+comparison: a field the guard does not change is sent back as the Get returned it
+(``read_response``), not in its canonical rendering.
 """
 
 from __future__ import annotations
@@ -79,8 +81,45 @@ def _enum_parser(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _canonical_mask(item: str) -> str:
+    try:
+        return str(ipaddress.ip_network(item, strict=False))
+    except ValueError:
+        return item  # read from the API and no network: compared (and sent back) as it is
+
+
+def canonical_masks(items: Iterable[str]) -> frozenset[str]:
+    """Masks as the API returned them, in canonical form for comparison only: spaces dropped,
+    host bits cleared, a bare address a /32 (or /128). IPv4 and IPv6 are both read, and none of
+    the input limits apply: a value the API holds is never unreadable (36 bare addresses fit in
+    512 characters, and do not once normalised). What is sent back is the text as read."""
+    return frozenset(_canonical_mask(raw.strip()) for raw in items if raw.strip())
+
+
+def _parse_masks_param(text: str) -> frozenset[str]:
+    """A SetSecurityPreference parameter checked as the API checks it (emulator side): IPv4 or
+    IPv6 CIDR blocks, at most 40 of them and 512 characters, counted on the text as sent."""
+    items = [raw.strip() for raw in text.split(";") if raw.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise FieldValueError(f"{item!r} is not an IPv4 or IPv6 CIDR block ({exc})") from None
+    if len(items) > MAX_LOGIN_NETWORK_MASKS:
+        raise FieldValueError(
+            f"at most {MAX_LOGIN_NETWORK_MASKS} masks are allowed, got {len(items)}"
+        )
+    if len(text) > MAX_LOGIN_NETWORK_MASKS_CHARS:
+        raise FieldValueError(
+            f"the masks take {len(text)} characters, at most "
+            f"{MAX_LOGIN_NETWORK_MASKS_CHARS} are allowed"
+        )
+    return canonical_masks(items)
+
+
 def normalise_masks(items: Iterable[str]) -> frozenset[str]:
-    """Normalise CIDRs: spaces dropped, host bits cleared, a bare address becomes a /32."""
+    """Normalise configured CIDRs: spaces dropped, host bits cleared, a bare address becomes a
+    /32; IPv4 only, and within the API's input limits as the guard would send them."""
     masks: set[str] = set()
     for raw in items:
         item = raw.strip()
@@ -108,8 +147,17 @@ def _parse_masks(text: str) -> frozenset[str]:
     return normalise_masks(text.split(";"))
 
 
+def _mask_order(mask: str) -> tuple[int, int, int, str]:
+    """Network order: IPv4, then IPv6, then anything the API returned that is no network."""
+    try:
+        network = ipaddress.ip_network(mask, strict=False)
+    except ValueError:
+        return (7, 0, 0, mask)
+    return (network.version, int(network.network_address), network.prefixlen, mask)
+
+
 def _render_masks(masks: frozenset[str]) -> str:
-    return ";".join(sorted(masks, key=lambda m: ipaddress.IPv4Network(m)))
+    return ";".join(sorted(masks, key=_mask_order))
 
 
 def normalise_verification_types(items: Iterable[str]) -> frozenset[str]:
@@ -184,7 +232,7 @@ class Field:
                 return frozenset()
             if not isinstance(raw, str):
                 raise FieldValueError(f"expected a string of masks, got {raw!r}")
-            return normalise_masks(raw.split(";"))
+            return canonical_masks(raw.split(";"))
         if self.kind == "types":
             # JSON of RPC APIs wraps lists: {"VerificationType": [...]}; accept the bare list too.
             if isinstance(raw, Mapping):
@@ -196,6 +244,24 @@ class Field:
                 raise FieldValueError(f"expected a list of verification types, got {raw!r}")
             return normalise_verification_types(raw)
         raise AssertionError(self.kind)  # pragma: no cover - the table is closed
+
+    def live_param(self, raw: Any) -> str | None:
+        """The SetSecurityPreference parameter that sends back exactly what a Get returned, for
+        the kinds whose canonical rendering can differ from it: masks as the text read (not
+        normalised: ``10.1.2.3/24`` stays ``10.1.2.3/24``, a bare address stays bare),
+        verification types as the list read (its order kept). None for the other kinds, whose
+        rendering of the value read is that value. Call it on a value ``from_api`` accepted."""
+        if self.kind == "masks":
+            return raw if isinstance(raw, str) else None
+        if self.kind == "types":
+            if isinstance(raw, Mapping):
+                inner = list(raw.values())
+                raw = inner[0] if len(inner) == 1 else []
+            if isinstance(raw, str):
+                return raw
+            if isinstance(raw, list):
+                return json.dumps(raw, separators=(",", ":"))
+        return None
 
     def to_api(self, value: Value) -> Any:
         """The JSON form the Get response uses for a canonical value (emulator side)."""
@@ -281,7 +347,7 @@ FIELDS: tuple[Field, ...] = (
         kind="masks",
         description="networks RAM users may log on from (empty: no restriction)",
         parse_text=_parse_masks,
-        parse_param=_parse_masks,
+        parse_param=_parse_masks_param,
         render_param=_render_masks,
         default=frozenset(),
         allowed=(
@@ -388,7 +454,16 @@ def parse_response(security_preference: Mapping[str, Any]) -> dict[str, Value]:
 
     A field the account's site does not return is left out: absent means unknown, never false.
     """
+    return read_response(security_preference)[0]
+
+
+def read_response(
+    security_preference: Mapping[str, Any],
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """``parse_response``'s values, and the Set parameters that send back exactly what was read
+    for the fields whose rendering could differ from it (``Field.live_param``)."""
     values: dict[str, Value] = {}
+    live: dict[str, str] = {}
     for f in FIELDS:
         group = security_preference.get(f.group)
         if not isinstance(group, Mapping) or f.api_name not in group:
@@ -402,7 +477,10 @@ def parse_response(security_preference: Mapping[str, Any]) -> dict[str, Value]:
             raise FieldValueError(
                 f"GetSecurityPreference returned an unreadable {f.group}.{f.api_name}: {exc}"
             ) from None
-    return values
+        text = f.live_param(raw)
+        if text is not None:
+            live[f.api_name] = text
+    return values, live
 
 
 def render_response(values: Mapping[str, Value]) -> dict[str, dict[str, Any]]:
