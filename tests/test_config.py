@@ -439,3 +439,23 @@ def test_a_misspelt_variable_is_an_error_not_a_silently_dropped_field(name, hint
     assert raised.value.variable == name
     if hint:
         assert f"did you mean {hint}?" in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["²", "--5", "٣", "1²", "+", ""])
+@pytest.mark.parametrize(
+    "variable", ["BASELINE_LOGIN_SESSION_DURATION", "BASELINE_MAX_IDLE_DAYS_FOR_USERS"]
+)
+def test_numbers_in_other_scripts_are_errors_naming_the_variable(variable, text):
+    with pytest.raises(ConfigError) as raised:
+        load_config({variable: text})
+    assert raised.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("variable", "text"),
+    [("GUARD_MAX_REVERTS", "³"), ("GUARD_EXCLUDE_ACCOUNTS", "١٢٣"), ("GUARD_BATCH_SIZE", "²")],
+)
+def test_non_ascii_digits_in_guard_settings_are_errors_naming_the_variable(variable, text):
+    with pytest.raises(ConfigError) as raised:
+        load_config({**SOME_BASELINE, variable: text, "GUARD_BUDGET_BUCKET": "my-budget"})
+    assert raised.value.variable == variable

@@ -74,7 +74,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _account_id(value: str) -> str:
-    if not value.isdigit() or not 1 <= len(value) <= 20:
+    if not (value.isascii() and value.isdigit()) or not 1 <= len(value) <= 20:
         raise ValueError(f"{value!r} is not an Alibaba Cloud account id (digits only)")
     return value
 
@@ -312,7 +312,7 @@ class Settings(BaseModel):
     def _strict_int(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise ValueError(f"expected a positive whole number, got {value!r}")
             return int(text)
         return value

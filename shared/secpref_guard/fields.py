@@ -44,12 +44,21 @@ def _parse_bool(text: str) -> bool:
     raise FieldValueError(f"expected true or false, got {text!r}")
 
 
+def _ascii_int(text: str) -> int | None:
+    """The integer written in ASCII digits with an optional sign, else None ('²', '--5',
+    '٣' are digits to str.isdigit but not integers here)."""
+    stripped = text.strip()
+    digits = stripped[1:] if stripped[:1] in "+-" else stripped
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(stripped)
+
+
 def _int_parser(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        stripped = text.strip()
-        if not stripped.lstrip("-").isdigit():
+        number = _ascii_int(text)
+        if number is None:
             raise FieldValueError(f"expected an integer from {low} to {high}, got {text!r}")
-        number = int(stripped)
         if not low <= number <= high:
             raise FieldValueError(f"expected an integer from {low} to {high}, got {number}")
         return number
@@ -61,10 +70,10 @@ def _int_choice_parser(choices: tuple[int, ...]) -> Callable[[str], int]:
     allowed = ", ".join(str(c) for c in choices)
 
     def parse(text: str) -> int:
-        stripped = text.strip()
-        if not stripped.isdigit() or int(stripped) not in choices:
+        number = _ascii_int(text)
+        if number is None or number not in choices:
             raise FieldValueError(f"expected one of {allowed}, got {text!r}")
-        return int(stripped)
+        return number
 
     return parse
 
