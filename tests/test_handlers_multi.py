@@ -246,3 +246,18 @@ def test_a_session_merely_named_like_the_guards_is_not_skipped(org: Organisation
     )
     assert result["status"] == "reverted"
     assert org.emulator.ims.state(member)["AllowUserToManageAccessKeys"] is False
+
+
+def test_a_run_out_of_time_reports_every_account_it_could_not_reach(org: Organisation) -> None:
+    """Organisation-wide runs share the invocation's API time: past it, the remaining accounts
+    fail at once with the reason, and the run still ends with its summary."""
+    short = LocalContext(
+        request_id="req-short",
+        function=LocalFunction("secpref-guard-scheduled", "x.handler", timeout=1),
+        credentials=LocalCredentials(*org.guard_key),
+        account_id=org.management_account,
+    )
+    drift(org, *org.members)
+    with pytest.raises(handlers.HandlerError, match=r"5 of 5 accounts failed.*TimeBudgetSpent"):
+        load_handler("scheduled.handler", FUNCTIONS)(TIMER, short)
+    assert org.emulator.ims.calls_of("SetSecurityPreference") == []

@@ -168,9 +168,12 @@ class RpcClient:
         read_timeout: int = 10,
         region_id: str = "cn-hangzhou",
         time_budget: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         """``time_budget``: seconds every call of this client together may take (one
-        invocation's share of the function timeout); None: only each call's own bound."""
+        invocation's share of the function timeout); ``deadline``: the same as a point on
+        ``retry.clock``, shared by many clients (an organisation-wide run); None: only each
+        call's own bound."""
         if "://" not in endpoint:
             raise ValueError(f"endpoint needs a scheme (https://...), got {endpoint!r}")
         self.endpoint = endpoint.rstrip("/")
@@ -179,7 +182,10 @@ class RpcClient:
         self.retry = retry or RetryPolicy()
         self.log = CallLog()
         self.timeouts = (float(connect_timeout), float(read_timeout))
-        self.deadline = None if time_budget is None else self.retry.clock() + time_budget
+        ends = [d for d in (deadline,) if d is not None]
+        if time_budget is not None:
+            ends.append(self.retry.clock() + time_budget)
+        self.deadline = min(ends) if ends else None
         silence_sdk_loggers()
         self._acs = AcsClient(
             ak=credentials.access_key_id,

@@ -347,6 +347,7 @@ def enforce_account(
     retry: RetryPolicy | None = None,
     budget: engine.Budget | None = None,
     actor: str | None = None,
+    deadline: float | None = None,
 ) -> engine.Outcome:
     """One account, start to end: credentials, then the engine. Never raises: a failure is an
     Outcome with status ``error``, the reason and the error's code, logged at ERROR."""
@@ -366,7 +367,9 @@ def enforce_account(
                 api_calls=1,
             )
             return _failed(outcome, started)
-        client = ImsClient(endpoint, credentials, **({"retry": retry} if retry else {}))
+        client = ImsClient(
+            endpoint, credentials, deadline=deadline, **({"retry": retry} if retry else {})
+        )
         try:
             outcome = engine.run(
                 client, config, account=account, write=write, budget=budget, actor=actor
@@ -409,6 +412,7 @@ def enforce_accounts(
     write: bool = True,
     retry: RetryPolicy | None = None,
     budget: engine.Budget | None = None,
+    deadline: float | None = None,
 ) -> list[engine.Outcome]:
     """Every account, at most ``concurrency`` at a time; one Outcome per account, in order."""
     return _map_bounded(
@@ -420,6 +424,7 @@ def enforce_accounts(
             write=write,
             retry=retry,
             budget=budget,
+            deadline=deadline,
         ),
         accounts,
         concurrency,
@@ -599,6 +604,7 @@ def run_scheduled(
     retry: RetryPolicy | None = None,
     budget: engine.Budget | None = None,
     write: bool = True,
+    deadline: float | None = None,
 ) -> RunSummary:
     """The timer's run: list the targets, then enforce them in-process or dispatch batches.
     ``write=False`` checks every target and writes nothing (the CLI's ``check``).
@@ -654,6 +660,7 @@ def run_scheduled(
                 retry=retry,
                 budget=budget,
                 write=write,
+                deadline=deadline,
             )
         summary.duration_ms = (time.perf_counter() - started) * 1000
         summary.log()
@@ -670,6 +677,7 @@ def run_worker(
     access: MemberCredentials | None = None,
     retry: RetryPolicy | None = None,
     budget: engine.Budget | None = None,
+    deadline: float | None = None,
 ) -> RunSummary:
     """The worker's run: enforce the batch it was given (BatchError for a bad payload).
 
@@ -701,7 +709,13 @@ def run_worker(
             settings, base, own_account=own_account, **kwargs
         )
         summary.outcomes = enforce_accounts(
-            accounts, config, access, concurrency=options.concurrency, retry=retry, budget=budget
+            accounts,
+            config,
+            access,
+            concurrency=options.concurrency,
+            retry=retry,
+            budget=budget,
+            deadline=deadline,
         )
         summary.duration_ms = (time.perf_counter() - started) * 1000
         summary.log()

@@ -199,12 +199,22 @@ def _fail(message: str, exc: Exception, started: float | None = None) -> Handler
     return HandlerError(message)
 
 
-def _client(config: GuardConfig, context: Any) -> ImsClient:
+def _api_seconds(context: Any) -> float:
+    """The share of the function timeout that the invocation's API calls may take together."""
     timeout = _context_value(context, "function", "timeout")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         timeout = DEFAULT_FUNCTION_TIMEOUT
+    return float(timeout) * API_TIME_SHARE
+
+
+def _deadline(context: Any) -> float:
+    """The same share as a point on the retry clock, shared by every account of a run."""
+    return time.monotonic() + _api_seconds(context)
+
+
+def _client(config: GuardConfig, context: Any) -> ImsClient:
     return ImsClient(
-        config.settings.ims_endpoint, resolve(context), time_budget=timeout * API_TIME_SHARE
+        config.settings.ims_endpoint, resolve(context), time_budget=_api_seconds(context)
     )
 
 
@@ -243,6 +253,7 @@ def _scheduled(config: GuardConfig, event_bytes: Any, context: Any) -> dict[str,
             options=_fanout_options(config, context),
             access=_access(config, context),
             budget=_budget(config, context),
+            deadline=_deadline(context),
         )
         return _summary_result(summary, trigger)
     own = _own_account(context)
@@ -339,6 +350,7 @@ def _worker(config: GuardConfig, event_bytes: Any, context: Any) -> dict[str, An
             options=_fanout_options(config, context),
             access=_access(config, context),
             budget=_budget(config, context),
+            deadline=_deadline(context),
         )
     except fanout.BatchError as exc:
         raise EventError(f"worker batch: {exc}") from None
@@ -442,6 +454,7 @@ def _audit_event(config: GuardConfig, event_bytes: Any, context: Any) -> dict[st
                 _access(config, context),
                 budget=_budget(config, context),
                 actor=f"{actor['type']} {actor['name']}",
+                deadline=_deadline(context),
             )
         else:
             outcome = engine.run(
