@@ -251,9 +251,7 @@ def _scheduled(config: GuardConfig, event_bytes: Any, context: Any) -> dict[str,
             resolve(context),
             own_account=_own_account(context),
             options=_fanout_options(config, context),
-            access=_access(config, context),
-            budget=_budget(config, context),
-            deadline=_deadline(context),
+            **_organisation_run(config, context),
         )
         return _summary_result(summary, trigger)
     own = _own_account(context)
@@ -299,6 +297,16 @@ def _access(config: GuardConfig, context: Any) -> Any:
             config.settings, base, own_account=_own_account(context)
         )
     return _member_access
+
+
+def _organisation_run(config: GuardConfig, context: Any) -> dict[str, Any]:
+    """What every many-account path takes from the instance and the invocation: member
+    credentials, the revert budget, and the run's share of the function timeout."""
+    return {
+        "access": _access(config, context),
+        "budget": _budget(config, context),
+        "deadline": _deadline(context),
+    }
 
 
 def _fanout_options(config: GuardConfig, context: Any) -> Any:
@@ -348,9 +356,7 @@ def _worker(config: GuardConfig, event_bytes: Any, context: Any) -> dict[str, An
             resolve(context),
             own_account=_own_account(context),
             options=_fanout_options(config, context),
-            access=_access(config, context),
-            budget=_budget(config, context),
-            deadline=_deadline(context),
+            **_organisation_run(config, context),
         )
     except fanout.BatchError as exc:
         raise EventError(f"worker batch: {exc}") from None
@@ -451,10 +457,8 @@ def _audit_event(config: GuardConfig, event_bytes: Any, context: Any) -> dict[st
             outcome = enforce_account(
                 member,
                 config,
-                _access(config, context),
-                budget=_budget(config, context),
                 actor=f"{actor['type']} {actor['name']}",
-                deadline=_deadline(context),
+                **_organisation_run(config, context),
             )
         else:
             outcome = engine.run(
