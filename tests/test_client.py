@@ -564,6 +564,7 @@ def test_an_api_error_carries_code_message_status_and_request_id(emulator, excha
 
     reply = exchanges[-1]["reply"]
     assert err.value.as_dict() == {
+        "type": "ApiError",
         "action": "SetSecurityPreference",
         "code": "NoPermission",
         "message": "You are not authorized to do this action.",

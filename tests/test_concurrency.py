@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from secpref_guard import fields as F
-from secpref_guard import handlers
+from secpref_guard import handlers, logs
 from secpref_guard.emulator import BackgroundServer, Emulator, ImsBackend
 from secpref_guard.emulator.models import DEFAULT_ACCOUNT, Call
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
@@ -274,6 +274,6 @@ def test_concurrent_cold_starts_configure_logging_once(
 
     assert set(statuses) <= {"reverted", "compliant"}
     assert configured == ["INFO"]
-    guard_handlers = [h for h in handlers.get_logger().handlers if getattr(h, "_secpref_guard", 0)]
+    guard_handlers = [h for h in logs.get_logger().handlers if getattr(h, "_secpref_guard", 0)]
     assert len(guard_handlers) == 1
     assert_converged(ims(server))

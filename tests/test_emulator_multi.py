@@ -18,9 +18,9 @@ from fc2.auth import Auth
 
 from conftest import ENDPOINT
 from org_support import NO_SLEEP, ONE_TRY, REQUESTS_SEND, WORKER
-from secpref_guard.accounts import STS_VERSION, StsClient
 from secpref_guard.client import ApiError, ImsClient, RpcClient
 from secpref_guard.credentials import Credentials
+from secpref_guard.dispatch import FunctionInvoker, fc_authorization
 from secpref_guard.emulator import BackgroundServer, mock_endpoint
 from secpref_guard.emulator.fc import ASYNC_PAYLOAD_LIMIT
 from secpref_guard.emulator.resourcemanager import (
@@ -29,7 +29,7 @@ from secpref_guard.emulator.resourcemanager import (
     Organisation,
     organisation,
 )
-from secpref_guard.fanout import FunctionInvoker, fc_authorization
+from secpref_guard.member_access import STS_VERSION, StsClient
 
 
 class FakeClock:

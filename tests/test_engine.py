@@ -11,6 +11,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from conftest import ENDPOINT
 from samples import env_text, other_than, sample_values
 from secpref_guard import engine
 from secpref_guard import fields as F
@@ -18,6 +19,8 @@ from secpref_guard.client import ApiError
 from secpref_guard.config import load_config
 from secpref_guard.emulator import DEFAULT_ACCOUNT
 from secpref_guard.emulator.models import documented_defaults
+from secpref_guard.run import Services, enforce_account
+from secpref_guard.scope import Decision
 
 ACCOUNT = DEFAULT_ACCOUNT  # the emulator's default key belongs to it (see conftest)
 FIELD_IDS = [f.api_name for f in F.FIELDS]
@@ -357,13 +360,14 @@ def test_an_api_error_is_raised_with_its_details_and_nothing_is_written(
 
 def test_a_failed_run_becomes_an_error_outcome_with_the_api_details(emulator, client):
     emulator.ims.inject_fault("NoPermission", 403, action=GET)
-    config = load_config({"BASELINE_LOGIN_SESSION_DURATION": "4"})
-    with pytest.raises(ApiError) as err:
-        engine.run(client, config, account=ACCOUNT, today=TODAY)
+    config = load_config({"BASELINE_LOGIN_SESSION_DURATION": "4", "GUARD_IMS_ENDPOINT": ENDPOINT})
+    services = Services(config=config, base=client.rpc.credentials, own_account=ACCOUNT)
+    decision = Decision(ACCOUNT, True, own=True)
 
-    outcome = engine.failed(ACCOUNT, "enforce", err.value).as_dict()
+    outcome = enforce_account(decision, services).as_dict()
 
     assert outcome["status"] == "error"
+    assert outcome["api_calls"] == 1
     assert outcome["error"]["code"] == "NoPermission"
     assert outcome["error"]["http_status"] == 403
     assert "NoPermission" in outcome["reason"]
@@ -382,6 +386,7 @@ def test_the_outcome_document_has_status_drift_and_reason(emulator, client):
     assert document["reason"] == "reverted LoginNetworkMasks"
     assert document["drift"] == [
         {
+            "setting": "security-preference",
             "field": "LoginNetworkMasks",
             "actual": ["10.0.0.0/8", "192.168.0.0/16"],
             "expected": ["10.0.0.0/8"],

@@ -18,22 +18,23 @@ import pytest
 from conftest import ENDPOINT
 from org_support import NO_SLEEP, ONE_TRY, WORKER, Clock, serve
 from secpref_guard import logs
-from secpref_guard.accounts import MemberCredentials, account_in_scope, role_arn
-from secpref_guard.config import GuardConfig, load_config
-from secpref_guard.credentials import Credentials
-from secpref_guard.emulator.resourcemanager import MEMBER_ROLE, Organisation, organisation
-from secpref_guard.fanout import (
+from secpref_guard.batch import (
     ASYNC_PAYLOAD_LIMIT,
     DEFAULT_MAX_PAYLOAD,
     BatchError,
-    FanoutOptions,
-    enforce_account,
-    enforce_accounts,
     make_batches,
     parse_batch,
-    run_scheduled,
-    run_worker,
 )
+from secpref_guard.client import RetryPolicy
+from secpref_guard.config import GuardConfig, load_config
+from secpref_guard.credentials import Credentials
+from secpref_guard.directory import Directory, ResourceManagerClient
+from secpref_guard.emulator.resourcemanager import MEMBER_ROLE, Organisation, organisation
+from secpref_guard.member_access import MemberCredentials, role_arn
+from secpref_guard.modes import batch_candidates, every_target
+from secpref_guard.report import RunReport, Trigger
+from secpref_guard.run import FanoutOptions, Services, enforce_account, run
+from secpref_guard.scope import Candidate, Decision, decide
 
 
 def make_config(**extra: str) -> GuardConfig:
@@ -77,6 +78,60 @@ def cache(o: Organisation, clock: Clock, **kwargs: Any) -> MemberCredentials:
     )
 
 
+def services(
+    o: Organisation,
+    config: GuardConfig,
+    clock: Clock | None = None,
+    *,
+    retry: RetryPolicy = NO_SLEEP,
+    concurrency: int = 10,
+    access: MemberCredentials | None = None,
+) -> Services:
+    """What a handler would hand the run: the organisation's guard key, its directory."""
+    base = guard(o)
+    if access is None and clock is not None:
+        access = cache(o, clock)
+    directory = None
+    if config.settings.targets == "resource-directory":
+        directory = Directory(lambda: ResourceManagerClient(ENDPOINT, base, retry=retry))
+    return Services(
+        config=config,
+        base=base,
+        own_account=o.management_account,
+        member_access=(lambda: access) if access is not None else None,
+        directory=directory,
+        retry=retry,
+        concurrency=concurrency,
+    )
+
+
+def timer(
+    o: Organisation,
+    config: GuardConfig,
+    clock: Clock | None = None,
+    *,
+    fanout: FanoutOptions | None = None,
+    **kwargs: Any,
+) -> RunReport:
+    """The timer's mode: every target, through the one run."""
+    svc = services(o, config, clock, **kwargs)
+    targets, candidates = every_target(config.settings, svc.directory)
+    return run(candidates, svc, trigger=Trigger("schedule"), targets=targets, fanout=fanout)
+
+
+def worker_run(payload: bytes, o: Organisation, config: GuardConfig, **kwargs: Any) -> RunReport:
+    """The worker's mode: the batch's ids, through the one run."""
+    batch = parse_batch(payload)
+    trigger, candidates = batch_candidates(batch)
+    return run(
+        candidates,
+        services(o, config, **kwargs),
+        trigger=trigger,
+        targets=f"batch {batch.index}/{batch.total}",
+        execution="worker",
+    )
+
+
 def drift(o: Organisation, *accounts: str) -> None:
     for account in accounts:
         o.emulator.ims.put(account, LoginSessionDuration=24, AllowUserToManageAccessKeys=True)
@@ -86,16 +141,7 @@ def add_worker(o: Organisation, config: GuardConfig, **options: Any) -> None:
     """The worker function, deployed in the management account with the guard's role."""
 
     def handler(event: bytes, context: Any) -> str:
-        creds = context.credentials
-        summary = run_worker(
-            event,
-            config,
-            Credentials(creds.access_key_id, creds.access_key_secret, creds.security_token),
-            own_account=context.account_id,
-            options=FanoutOptions(**options),
-            retry=NO_SLEEP,
-        )
-        return json.dumps(summary.as_dict())
+        return json.dumps(worker_run(event, o, config, **options).as_dict())
 
     o.fc.add_function(o.management_account, WORKER, handler, credentials=guard(o))
 
@@ -154,17 +200,11 @@ def test_an_account_whose_role_cannot_be_assumed_is_reported_and_the_others_enfo
     org.sts.remove_role(broken, MEMBER_ROLE)
     drift(org, drifted, org.management_account)
 
-    summary = run_scheduled(
-        config,
-        guard(org),
-        own_account=org.management_account,
-        access=cache(org, clock),
-        retry=NO_SLEEP,
-    )
+    summary = timer(org, config, clock)
 
-    by_account = {o.account: o for o in summary.outcomes}
+    by_account = {o.account: o for o in summary.accounts}
     assert by_account[broken].status == "error"
-    assert by_account[broken].error["code"] == "EntityNotExist.Role"  # type: ignore[index]
+    assert by_account[broken].error.code == "EntityNotExist.Role"  # type: ignore[union-attr]
     assert by_account[drifted].status == "reverted"
     assert by_account[org.management_account].status == "reverted"
     assert summary.counts == {
@@ -179,7 +219,7 @@ def test_an_account_whose_role_cannot_be_assumed_is_reported_and_the_others_enfo
     }
     assert org.emulator.ims.state(drifted)["LoginSessionDuration"] == 6
     result = summary.as_dict()
-    assert result["status"] == "drift"  # a failed account is never reported compliant
+    assert result["status"] == "error"  # a failed account is never reported compliant
     assert broken in result["reason"]
     assert result["failed"] == [
         {
@@ -196,13 +236,7 @@ def test_an_account_whose_role_cannot_be_assumed_is_reported_and_the_others_enfo
 
 
 def test_a_clean_run_is_compliant_and_ok(org: Organisation, clock: Clock) -> None:
-    summary = run_scheduled(
-        make_config(),
-        guard(org),
-        own_account=org.management_account,
-        access=cache(org, clock),
-        retry=NO_SLEEP,
-    )
+    summary = timer(org, make_config(), clock)
     assert (summary.status, summary.ok) == ("compliant", True)
     # One ListAccounts page, a Get per account, an AssumeRole per member.
     assert summary.as_dict()["api_calls"] == 1 + 7 + 6 == len(org.emulator.ims.calls)
@@ -228,17 +262,19 @@ def test_the_worker_enforces_with_bounded_concurrency(clock: Clock) -> None:
     o.emulator.handle = counting  # type: ignore[method-assign]
     with serve(o):
         started = time.perf_counter()
-        outcomes = enforce_accounts(
-            o.members, make_config(), cache(o, clock), concurrency=4, retry=NO_SLEEP
+        svc = services(o, make_config(), clock, concurrency=4)
+        report = run(
+            [Candidate(a) for a in o.members], svc, trigger=Trigger("worker"), targets="batch"
         )
         elapsed = time.perf_counter() - started
 
+    outcomes = report.accounts
     assert [x.account for x in outcomes] == o.members
     assert {x.status for x in outcomes} == {"compliant"}
     assert peak == 4
     calls = len(o.emulator.ims.calls)
-    assert calls == 48  # AssumeRole and GetSecurityPreference per account
-    assert elapsed >= calls * 0.02 / 4
+    assert calls == 1 + 48  # one listing for scope, AssumeRole and GetSecurityPreference each
+    assert elapsed >= 48 * 0.02 / 4
 
 
 def test_an_expired_credential_fails_its_account_once_then_is_assumed_afresh(
@@ -248,16 +284,16 @@ def test_an_expired_credential_fails_its_account_once_then_is_assumed_afresh(
     trusts it. The account is reported, the cache forgets the key, the next run recovers."""
     skewed = Clock()
     access = cache(org, skewed, duration_seconds=900)
-    member = org.members[0]
+    member = Decision(org.members[0], True)
     config = make_config()
-    assert enforce_account(member, config, access).status == "compliant"
+    assert enforce_account(member, services(org, config, access=access)).status == "compliant"
 
     clock.value += 900  # the service's clock: the key has expired
-    failed = enforce_account(member, config, access, retry=ONE_TRY)
-    recovered = enforce_account(member, config, access)
+    failed = enforce_account(member, services(org, config, access=access, retry=ONE_TRY))
+    recovered = enforce_account(member, services(org, config, access=access))
 
     assert failed.status == "error"
-    assert failed.error["code"] == "InvalidSecurityToken.Expired"  # type: ignore[index]
+    assert failed.error.code == "InvalidSecurityToken.Expired"  # type: ignore[union-attr]
     assert recovered.status == "compliant"
     assert recovered.api_calls == 2  # a fresh AssumeRole, then the Get
     assert len(org.emulator.ims.calls_of("AssumeRole")) == 2
@@ -269,12 +305,19 @@ def test_an_audit_event_of_a_member_account_is_enforced_in_that_account(
     config = make_config()
     member = org.members[2]
     drift(org, member)
-    assert account_in_scope(config.settings, member, org.management_account) is None
+    svc = services(org, config, clock)
+    (decision,) = decide(
+        [Candidate(member)],
+        config.settings,
+        own_account=org.management_account,
+        directory=svc.directory,
+    )
+    assert decision.in_scope
 
-    outcome = enforce_account(member, config, cache(org, clock))
+    outcome = enforce_account(decision, svc)
 
     assert outcome.status == "reverted"
-    assert outcome.extra["role_arn"] == role_arn(member, MEMBER_ROLE)
+    assert outcome.role_arn == role_arn(member, MEMBER_ROLE)
     assert org.emulator.ims.state(member)["AllowUserToManageAccessKeys"] is False
     assert org.emulator.ims.state(org.members[0])["LoginSessionDuration"] == 6  # untouched
 
@@ -286,14 +329,7 @@ def test_below_the_threshold_the_scheduled_run_enforces_in_process(
     org: Organisation, clock: Clock
 ) -> None:
     options = FanoutOptions(worker_function=WORKER, fc_endpoint=ENDPOINT, in_process_threshold=7)
-    summary = run_scheduled(
-        make_config(),
-        guard(org),
-        own_account=org.management_account,
-        options=options,
-        access=cache(org, clock),
-        retry=NO_SLEEP,
-    )
+    summary = timer(org, make_config(), clock, fanout=options)
     assert summary.execution == "in-process"
     assert org.emulator.ims.calls_of("InvokeFunction") == []
 
@@ -308,9 +344,7 @@ def test_past_the_threshold_batches_go_to_the_worker_which_enforces_them(clock: 
             worker_function=WORKER, fc_endpoint=ENDPOINT, in_process_threshold=10, batch_size=5
         )
 
-        summary = run_scheduled(
-            config, guard(o), own_account=o.management_account, options=options, retry=NO_SLEEP
-        )
+        summary = timer(o, config, fanout=options)
         invocations = o.fc.drain()
 
     assert summary.execution == "fan-out"
@@ -341,41 +375,29 @@ def test_a_batch_that_cannot_be_dispatched_is_reported_and_the_others_go_out(
         worker_function=WORKER, fc_endpoint=ENDPOINT, in_process_threshold=1, batch_size=3
     )
 
-    summary = run_scheduled(
-        make_config(),
-        guard(org),
-        own_account=org.management_account,
-        options=options,
-        retry=ONE_TRY,
-    )
+    summary = timer(org, make_config(), fanout=options, retry=ONE_TRY)
 
     failed = [d for d in summary.dispatches if d.error is not None]
     assert len(summary.dispatches) == 3
     assert len(failed) == 1
     assert summary.counts["failed"] == 3
     assert summary.counts["dispatched"] == 4
-    assert {f["stage"] for f in summary.failures} == {"dispatch"}
-    assert {f["account"] for f in summary.failures} == set(failed[0].batch.accounts)
-    assert summary.status == "drift"
+    assert {f.stage for f in summary.failures} == {"dispatch"}
+    assert {f.account for f in summary.failures} == set(failed[0].accounts)
+    assert summary.status == "error"
     assert len(org.fc.drain()) == 2
 
 
 def test_the_worker_does_not_trust_its_payload(org: Organisation, clock: Clock) -> None:
     config = make_config(GUARD_EXCLUDE_ACCOUNTS=org.members[0])
     (batch,) = make_batches([org.members[0], org.members[1]], run_id="r")
-    summary = run_worker(
-        batch.payload(),
-        config,
-        guard(org),
-        own_account=org.management_account,
-        access=cache(org, clock),
-        retry=NO_SLEEP,
-    )
-    assert [o.account for o in summary.outcomes] == [org.members[1]]
+    summary = worker_run(batch.payload(), org, config, access=cache(org, clock))
+    assert [o.account for o in summary.accounts if o.status != "skipped"] == [org.members[1]]
     assert summary.skipped[0].account == org.members[0]
+    assert summary.skipped[0].rule == "GUARD_EXCLUDE_ACCOUNTS"
     assert summary.targets == "batch 1/1"
     with pytest.raises(BatchError):
-        run_worker(b"{}", config, guard(org), access=cache(org, clock))
+        worker_run(b"{}", org, config, access=cache(org, clock))
 
 
 def test_per_account_results_are_logged_and_no_secret_is(org: Organisation, clock: Clock) -> None:
@@ -386,23 +408,18 @@ def test_per_account_results_are_logged_and_no_secret_is(org: Organisation, cloc
     try:
         org.sts.remove_role(org.members[0], MEMBER_ROLE)
         access = cache(org, clock)
-        summary = run_scheduled(
-            make_config(),
-            guard(org),
-            own_account=org.management_account,
-            access=access,
-            retry=NO_SLEEP,
-        )
+        summary = timer(org, make_config(), access=access)
     finally:
         logger.handlers[:] = saved[0]
         logger.setLevel(saved[1])
         logger.propagate = saved[2]
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     per_account = {line["account"] for line in lines if "account" in line}
-    assert per_account == {o.account for o in summary.outcomes}
-    failure = next(line for line in lines if line["message"] == "account failed")
+    assert per_account == {o.account for o in summary.accounts}
+    failure = next(line for line in lines if line.get("status") == "error")
     assert failure["account"] == org.members[0]
-    assert failure["error"]["code"] == "EntityNotExist.Role"
+    assert failure["code"] == "EntityNotExist.Role"
+    assert failure["message"] == summary.failures[0].reason
     assert lines[-1]["message"] == "run summary"
     assert lines[-1]["counts"]["failed"] == 1
     text = stream.getvalue()

@@ -21,6 +21,7 @@ import yaml
 from aliyunsdkcore.retry.retry_policy import NO_RETRY_POLICY
 
 from secpref_guard import handlers
+from secpref_guard import run as run_module
 from secpref_guard.client import ImsClient, RetryPolicy
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.emulator.exceptions import EmulatedError
@@ -149,7 +150,7 @@ def guard(emulator: Emulator, guard_env: pytest.MonkeyPatch) -> Iterator[Guard]:
         return status, headers, body
 
     guard_env.setattr(emulator, "handle", recording_handle)
-    guard_env.setattr(handlers, "ImsClient", client_factory)
+    guard_env.setattr(run_module, "ImsClient", client_factory)
     handlers.reset_instance()
     yield Guard(emulator, clock, clients, replies)
     handlers.reset_instance()

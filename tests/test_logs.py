@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from secpref_guard import handlers
+from secpref_guard import run as run_module
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
 
@@ -213,7 +214,7 @@ def test_retries_are_warning_lines_before_the_decision(
 ) -> None:
     from secpref_guard.client import RetryPolicy
 
-    monkeypatch.setattr(handlers, "ImsClient", _without_waits(monkeypatch, RetryPolicy))
+    monkeypatch.setattr(run_module, "ImsClient", _without_waits(monkeypatch, RetryPolicy))
     emulator.ims.put(DEFAULT_ACCOUNT, MFAOperationForLogin="mandatory")
     emulator.ims.inject_fault("Throttling.User", 400, action="GetSecurityPreference", times=2)
     run = logged(TIMER)

@@ -25,6 +25,7 @@ import pytest
 from aliyunsdkcore.http import http_response
 
 from secpref_guard import handlers
+from secpref_guard import run as run_module
 from secpref_guard.client import ImsClient, RetryPolicy
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
@@ -228,7 +229,7 @@ def test_secrets_never_reach_output_results_errors_or_replies(
         monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", TOKEN)
     no_wait = replace(RetryPolicy(), sleep=lambda seconds: None)
     monkeypatch.setattr(
-        handlers, "ImsClient", lambda *args, **kwargs: ImsClient(*args, **kwargs, retry=no_wait)
+        run_module, "ImsClient", lambda *args, **kwargs: ImsClient(*args, **kwargs, retry=no_wait)
     )
     SCENARIOS[scenario](emulator)
 

@@ -14,20 +14,20 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from . import engine
-from .client import ApiError, ImsClient
+from .client import ApiError
 from .config import ConfigError, GuardConfig, load_config
 from .control_policy import PolicyError
 from .credentials import CredentialsError, resolve
+from .errors import GuardError
 from .handlers import LOG_LEVELS, HandlerError
 from .logs import configure, redact
+from .report import AccountReport, RunReport
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 KNOWN_ERRORS = (
     ConfigError,
     CredentialsError,
-    ApiError,
-    engine.VerificationError,
+    GuardError,
     PolicyError,
     HandlerError,
     FileNotFoundError,
@@ -124,11 +124,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # The table (or JSON) on stdout is the CLI's output; JSON log lines on stderr only for errors
-    # unless GUARD_LOG_LEVEL or --debug asks for more.
-    level = os.environ.get("GUARD_LOG_LEVEL", "").strip().upper() or "ERROR"
-    if level not in LOG_LEVELS:
-        configure("ERROR")
+    # The table (or JSON) on stdout is the CLI's output and an error is one line on stderr; JSON
+    # log lines only when GUARD_LOG_LEVEL or --debug asks for them.
+    level = os.environ.get("GUARD_LOG_LEVEL", "").strip().upper() or "CRITICAL"
+    if level not in (*LOG_LEVELS, "CRITICAL"):
+        configure("CRITICAL")
         problem = f"expected one of {', '.join(LOG_LEVELS)}, got {os.environ['GUARD_LOG_LEVEL']!r}"
         return _fail(args, ConfigError("GUARD_LOG_LEVEL", problem))
     configure("DEBUG" if args.debug else level)
@@ -169,89 +169,89 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
 
 
 def _check_or_enforce(args: argparse.Namespace) -> int:
+    """The CLI's mode: every target, checked or enforced in this process (never fanned out)."""
+    from .modes import every_target
+    from .report import Trigger
+    from .run import Services, run
+
     config = load_config()
     settings = config.settings
     credentials = resolve(None)
     write = args.command == "enforce"
+    own: str | None = None
+    if settings.targets != "self" or settings.exemptions or settings.exclude_accounts:
+        # targets, exclusions and exemptions name accounts: learn which one these credentials
+        # belong to (one call)
+        from .member_access import StsClient
+
+        own = StsClient(settings.sts_endpoint, credentials).get_caller_identity()
+    directory = None
+    if settings.targets == "resource-directory":
+        from .directory import Directory, ResourceManagerClient
+
+        endpoint = settings.resourcemanager_endpoint
+        directory = Directory(lambda: ResourceManagerClient(endpoint, credentials))
     budget = None
     if write and settings.budget_bucket:
         from .budget import from_settings
 
         region = os.environ.get("FC_REGION") or os.environ.get("ALIBABA_CLOUD_REGION_ID")
         budget = from_settings(settings, credentials, region)
-    if settings.targets != "self":
-        return _many_accounts(args, config, credentials, write, budget)
-    account = "self"
-    if settings.exemptions or settings.exclude_accounts:
-        # both name accounts: learn which one these credentials belong to (one call)
-        from .accounts import StsClient
-
-        account = StsClient(settings.sts_endpoint, credentials).get_caller_identity()
-        if account in settings.exclude_accounts:
-            reason = (
-                f"account {account} is listed in GUARD_EXCLUDE_ACCOUNTS: nothing read or written"
-            )
-            if args.json:
-                print(
-                    json.dumps(
-                        {"status": "skipped", "account": account, "drift": [], "reason": reason}
-                    )
-                )
-            else:
-                print(f"account {account}: skipped ({reason})")
-            return EXIT_OK
-    client = ImsClient(settings.ims_endpoint, credentials)
-    outcome = engine.run(
-        client, config, account=account, write=write, budget=budget, actor="secpref-guard CLI"
+    services = Services(
+        config=config,
+        base=credentials,
+        own_account=own,
+        directory=directory,
+        budget=budget,
+        concurrency=settings.concurrency,
     )
-    if args.json:
-        print(json.dumps(outcome.as_dict(), indent=2))
-    else:
-        print(render_outcome(outcome, config))
-    return _exit_status([outcome])
-
-
-def _exit_status(outcomes: list[engine.Outcome]) -> int:
-    """1 when anything failed or is contested; 2 when drift is left (check, dry-run, or
-    report-only/exempt fields next to reverted ones); 0 when compliant after the run."""
-    if any(o.status not in ("compliant", "reverted", "drift", "skipped") for o in outcomes):
+    targets, candidates = every_target(settings, directory)
+    report = run(
+        candidates,
+        services,
+        trigger=Trigger("cli", name=args.command),
+        targets=targets,
+        write=write,
+    )
+    one = report.single
+    if one is not None and one.error is not None:
+        # one account, and it failed: the error is the output, as one line
+        if args.json:
+            print(json.dumps(report.as_dict(), indent=2))
+        if args.debug:
+            traceback.print_exception(one.error)
+        print(f"secpref-guard: error: {redact(one.reason)}", file=sys.stderr)
         return EXIT_ERROR
-    if any(d.action != "revert" for o in outcomes for d in o.drift):
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(render_report(report, config))
+    return exit_status(report)
+
+
+def exit_status(report: RunReport) -> int:
+    """1 when anything failed; 2 when drift is left (check, dry-run, report-only or exempt
+    fields, a contested account); 0 when every account is compliant after the run."""
+    if report.failures:
+        return EXIT_ERROR
+    if any(a.left_drift for a in report.accounts):
         return EXIT_DRIFT
     return EXIT_OK
 
 
-def _many_accounts(
-    args: argparse.Namespace, config: GuardConfig, credentials: Any, write: bool, budget: Any
-) -> int:
-    """GUARD_TARGETS other than self: every target in this process, with bounded concurrency."""
-    from .accounts import StsClient
-    from .fanout import FanoutOptions, run_scheduled
-
-    settings = config.settings
-    own = StsClient(settings.sts_endpoint, credentials).get_caller_identity()
-    summary = run_scheduled(
-        config,
-        credentials,
-        own_account=own,
-        options=FanoutOptions(concurrency=settings.concurrency),
-        budget=budget,
-        write=write,
-    )
-    if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
-    else:
-        for outcome in summary.outcomes:
-            if outcome.status == "error":
-                print(f"account {outcome.account}: FAILED: {outcome.reason}")
-            else:
-                print(render_outcome(outcome, config))
-        for skipped in summary.skipped:
-            print(f"account {skipped.account}: skipped ({skipped.reason})")
-        print(summary.reason)
-    if summary.counts["failed"]:
-        return EXIT_ERROR
-    return _exit_status(summary.outcomes)
+def render_report(report: RunReport, config: GuardConfig) -> str:
+    """Every account of the run, then the run's totals when there was more than one."""
+    blocks = []
+    for account in report.accounts:
+        if account.status == "error":
+            blocks.append(f"account {account.account}: FAILED: {account.reason}")
+        elif account.status == "skipped":
+            blocks.append(f"account {account.account}: skipped ({account.reason})")
+        else:
+            blocks.append(render_outcome(account, config))
+    if report.single is None:
+        blocks.append(report.reason)
+    return "\n".join(blocks)
 
 
 def _text(value: Any) -> str:
@@ -264,7 +264,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
+def render_outcome(outcome: AccountReport, config: GuardConfig) -> str:
     """A readable before/after table of the drift."""
     pinned = len(config.baseline)
     head = {
@@ -280,13 +280,12 @@ def render_outcome(outcome: engine.Outcome, config: GuardConfig) -> str:
         head = ("field", "actual", "expected") + (("after",) if show_after else ())
         rows = [(*head, "action", "expected from")]
         for d in outcome.drift:
-            item = d.as_dict()
-            after = (_text(item["after"]) if "after" in item else "?",) if show_after else ()
+            after = (_text(d.display(d.after)) if d.after_known else "?",) if show_after else ()
             rows.append(
                 (
                     d.field,
-                    _text(item["actual"]),
-                    _text(item["expected"]),
+                    _text(d.display(d.actual)),
+                    _text(d.display(d.expected)),
                     *after,
                     d.action,
                     d.source,

@@ -38,6 +38,7 @@ from tenacity import (
 
 from . import fields as F
 from .credentials import Credentials
+from .errors import GuardError
 from .logs import redact, silence_sdk_loggers
 
 IMS_VERSION = "2019-08-15"
@@ -62,7 +63,7 @@ _QUERY = re.compile(r"\?[^\s'\")]*")
 _STRING_TO_SIGN = re.compile(r"(string to sign is:).*", re.DOTALL)
 
 
-class ApiError(Exception):
+class ApiError(GuardError):
     """An API call that failed: the service's code, message, HTTP status and request id."""
 
     def __init__(
@@ -112,6 +113,7 @@ class ApiError(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "type": "ApiError",
             "action": self.action,
             "code": self.code,
             "message": self.message,

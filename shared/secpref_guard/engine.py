@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from . import fields as F
-from .client import ApiError, ImsClient, Preference
+from .client import ImsClient, Preference
 from .config import GuardConfig
+from .errors import GuardError
 from .logs import event
-
-Status = Literal["compliant", "reverted", "drift", "skipped", "contested", "error"]
-Action = Literal["revert", "report-only", "exempt", "dry-run"]
+from .report import AccountReport, Action, Drift
 
 
-class VerificationError(Exception):
+class VerificationError(GuardError):
     """The write was accepted but a fresh read does not show it."""
+
+    code = "VerificationFailed"
 
     def __init__(self, mismatches: list[dict[str, Any]], request_id: str | None) -> None:
         self.mismatches = mismatches
@@ -39,68 +39,8 @@ class VerificationError(Exception):
             f"differs in {names}"
         )
 
-
-@dataclass(frozen=True)
-class Drift:
-    field: str
-    actual: F.Value | None  # None: the account did not return the field
-    expected: F.Value
-    action: Action
-    source: str = ""  # where the expected value came from (variable or preset)
-    note: str = ""  # why it was not reverted (report-only, exemption reason and expiry)
-    after: F.Value | None = None  # the value once the run ended (see after_known)
-    after_known: bool = False  # verified by a fresh read, or unchanged because nothing was sent
-
-    def with_after(self, value: F.Value | None) -> Drift:
-        return replace(self, after=value, after_known=True)
-
     def as_dict(self) -> dict[str, Any]:
-        f = F.field(self.field)
-        item: dict[str, Any] = {
-            "field": self.field,
-            "actual": f.display(self.actual),
-            "expected": f.display(self.expected),
-            "action": self.action,
-        }
-        if self.source:
-            item["source"] = self.source
-        if self.note:
-            item["note"] = self.note
-        if self.after_known:
-            item["after"] = f.display(self.after)
-        return item
-
-
-@dataclass
-class Outcome:
-    """The result of one account's check or enforcement."""
-
-    status: Status
-    account: str
-    mode: str
-    drift: list[Drift] = field(default_factory=list)
-    reason: str = ""
-    request_ids: list[str] = field(default_factory=list)
-    api_calls: int = 0
-    duration_ms: float = 0.0
-    error: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "status": self.status,
-            "account": self.account,
-            "mode": self.mode,
-            "drift": [d.as_dict() for d in self.drift],
-            "reason": self.reason,
-            "api_calls": self.api_calls,
-            "request_ids": self.request_ids,
-            "duration_ms": round(self.duration_ms, 1),
-        }
-        if self.error:
-            result["error"] = self.error
-        result.update(self.extra)
-        return result
+        return {**super().as_dict(), "mismatches": self.mismatches, "request_id": self.request_id}
 
 
 def compare(config: GuardConfig, live: Preference, account: str, today: date) -> list[Drift]:
@@ -171,7 +111,7 @@ def run(
     live: Preference | None = None,
     budget: Budget | None = None,
     actor: str | None = None,
-) -> Outcome:
+) -> AccountReport:
     """Check one account and, when ``write`` and the policy allow, revert its drift.
 
     ``write=False`` is the CLI's ``check``: it reports the drift and never writes. With a
@@ -182,7 +122,7 @@ def run(
     calls_before = client.log.calls
     ids_before = len(client.log.request_ids)
     mode = "check" if not write else config.settings.mode
-    outcome = Outcome(status="compliant", account=account, mode=mode)
+    outcome = AccountReport(account=account, status="compliant", mode=mode)
     try:
         _run(client, config, outcome, write, today or _today(), live, budget, actor)
     finally:
@@ -196,7 +136,7 @@ def run(
 def _run(
     client: ImsClient,
     config: GuardConfig,
-    outcome: Outcome,
+    outcome: AccountReport,
     write: bool,
     today: date,
     live: Preference | None,
@@ -223,7 +163,7 @@ def _run(
     budget_note = ""
     if budget is not None:
         check = budget.check(outcome.account)
-        outcome.extra["budget"] = check.as_dict()
+        outcome.budget = check.as_dict()
         if not check.allowed:
             outcome.drift = [d.with_after(d.actual) for d in drifts]
             _contest(outcome, config, to_revert, check)
@@ -261,7 +201,9 @@ def _run(
     outcome.reason += budget_note
 
 
-def _contest(outcome: Outcome, config: GuardConfig, to_revert: list[Drift], check: Any) -> None:
+def _contest(
+    outcome: AccountReport, config: GuardConfig, to_revert: list[Drift], check: Any
+) -> None:
     """The budget is spent: write nothing, and say loudly that two automations are fighting."""
     settings = config.settings
     fields = ", ".join(d.field for d in to_revert)
@@ -287,7 +229,7 @@ def _contest(outcome: Outcome, config: GuardConfig, to_revert: list[Drift], chec
 
 
 def _as_check(d: Drift) -> Drift:
-    return Drift(d.field, d.actual, d.expected, "dry-run", d.source, d.note)
+    return d.with_action("dry-run")
 
 
 def _why_not_written(drifts: list[Drift], write: bool, config: GuardConfig) -> str:
@@ -304,22 +246,7 @@ def _why_not_written(drifts: list[Drift], write: bool, config: GuardConfig) -> s
     return ", ".join(reasons)
 
 
-def failed(account: str, mode: str, exc: Exception) -> Outcome:
-    """An Outcome for a run that raised: the error's code, message and request id."""
-    if isinstance(exc, ApiError):
-        error = {"type": "ApiError", **exc.as_dict()}
-    elif isinstance(exc, VerificationError):
-        error = {
-            "type": "VerificationError",
-            "mismatches": exc.mismatches,
-            "request_id": exc.request_id,
-        }
-    else:
-        error = {"type": type(exc).__name__}
-    return Outcome(status="error", account=account, mode=mode, reason=str(exc), error=error)
-
-
-def _log_outcome(outcome: Outcome) -> None:
+def _log_outcome(outcome: AccountReport) -> None:
     level = logging.INFO
     if outcome.status in ("reverted", "drift", "contested"):
         level = logging.WARNING

@@ -37,3 +37,15 @@ class UnexpectedError(GuardError):
 def describe(exc: BaseException) -> GuardError:
     """``exc`` as a GuardError (itself, or wrapped)."""
     return exc if isinstance(exc, GuardError) else UnexpectedError(exc)
+
+
+def log_fields(error: GuardError) -> dict[str, Any]:
+    """``error.as_dict()`` for a log line, whose ``request_id`` is the invocation's and whose
+    ``message`` is the line's own: the error's become ``api_request_id`` and ``api_message``."""
+    fields = error.as_dict()
+    fields["error_type"] = fields.pop("type", type(error).__name__)
+    if "request_id" in fields:
+        fields["api_request_id"] = fields.pop("request_id")
+    if "message" in fields:
+        fields["api_message"] = fields.pop("message")
+    return fields

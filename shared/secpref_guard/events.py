@@ -8,21 +8,20 @@ Quirks of real events are handled here, next to the field they concern.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-MAX_EVENT_BYTES = 256 * 1024  # EventBridge's event size limit; a larger payload is not an event
-MAX_DEPTH = 32
+from .payloads import MAX_DEPTH, MAX_EVENT_BYTES, EventError, load_json
+
+__all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "EventError", "load_json"]
+
 
 SET_SECURITY_PREFERENCE = "SetSecurityPreference"
+# The audit event of each setting's write, and the setting it changes.
+SETTING_EVENTS = {SET_SECURITY_PREFERENCE: "security-preference"}
 # A console change is recorded by the IMS service; an API call may carry Ims or Ram.
 RELEVANT_SERVICES = frozenset({"ims", "ram"})
-
-
-class EventError(ValueError):
-    """A trigger payload that cannot be read. The message names the field and the problem."""
 
 
 class TimerPayload(BaseModel):
@@ -132,12 +131,10 @@ class ActionTrailRecord(BaseModel):
         return None if value in ("", None) else value
 
     @property
-    def is_security_preference_change(self) -> bool:
+    def is_relevant_service(self) -> bool:
         # A record without serviceName is still read: the live state decides, a read is cheap,
         # and skipping would leave a real change to the next timer run.
-        return self.event_name == SET_SECURITY_PREFERENCE and (
-            self.service_name is None or self.service_name.lower() in RELEVANT_SERVICES
-        )
+        return self.service_name is None or self.service_name.lower() in RELEVANT_SERVICES
 
 
 class CloudEvent(BaseModel):
@@ -185,57 +182,6 @@ class AuditEvent(BaseModel):
         return self.record.recipient_account_id or (
             self.envelope.aliyunaccountid if self.envelope else None
         )
-
-
-def load_json(event: bytes | str | dict | None, what: str) -> Any:
-    """Decode a trigger payload (Function Compute passes bytes) with size and depth limits."""
-    if event is None:
-        return None
-    if isinstance(event, dict):
-        return event
-    if isinstance(event, (bytes, bytearray)):
-        if len(event) > MAX_EVENT_BYTES:
-            raise EventError(f"{what}: {len(event)} bytes, more than {MAX_EVENT_BYTES}")
-        try:
-            text = bytes(event).decode("utf-8")
-        except UnicodeDecodeError:
-            raise EventError(f"{what}: not UTF-8 text") from None
-    elif isinstance(event, str):
-        text = event
-        if len(text.encode("utf-8")) > MAX_EVENT_BYTES:
-            raise EventError(f"{what}: more than {MAX_EVENT_BYTES} bytes")
-    else:
-        raise EventError(f"{what}: expected bytes, got {type(event).__name__}")
-    if not text.strip():
-        return None
-    if _nesting(text) > MAX_DEPTH:
-        raise EventError(f"{what}: nested deeper than {MAX_DEPTH} levels")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EventError(f"{what}: not JSON ({exc.msg} at position {exc.pos})") from None
-
-
-def _nesting(text: str) -> int:
-    """The deepest bracket nesting outside strings (cheap; guards json's recursion)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 def _explain(exc: ValidationError, prefix: str) -> str:

@@ -1,10 +1,12 @@
-"""Emulated Resource Manager (2020-03-31): ListAccounts of a resource directory.
+"""Emulated Resource Manager (2020-03-31): ListAccounts and GetAccount of a resource directory.
 
 The answer has the real shape: ``Accounts.Account[]`` (AccountId, DisplayName, Type, Status,
 JoinMethod, JoinTime, ModifyTime, FolderId, ResourceDirectoryId, ResourceDirectoryPath),
 ``TotalCount``, ``PageNumber``, ``PageSize``. ``PageNumber`` starts at 1 (default 1),
 ``PageSize`` is 1..100 (default 10); a page past the end is empty. Only the directory's
-management account may list its members.
+management account may list its members. ``GetAccount`` answers ``{"Account": {...}}`` for a
+member and 404 ``EntityNotExists.Account`` for any other account. ``page_cap`` makes the service
+return shorter pages than asked for (as list APIs may), to prove the guard pages by TotalCount.
 
 Member ``Status`` values (the official SDK's documentation of the member object):
 CreateSuccess, CreateVerifying, CreateFailed, CreateExpired, CreateCancelled, PromoteVerifying,
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .exceptions import InvalidParameter, NoPermission
+from .exceptions import EmulatedError, InvalidParameter, MissingParameter, NoPermission
 from .models import DEFAULT_ACCOUNT
 from .responses import Emulator
 
@@ -81,6 +83,8 @@ class ResourceDirectoryBackend:
     directory_id: str = "rd-emulated"
     members: dict[str, Member] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    page_cap: int | None = None  # the service's own page size when smaller than asked
+    calls: dict[str, int] = field(default_factory=dict)  # action -> calls served
 
     def add_member(
         self,
@@ -118,13 +122,10 @@ class ResourceDirectoryBackend:
 
     def list_accounts(self, account: str, params: Mapping[str, str]) -> dict[str, Any]:
         """ListAccounts, called by a RAM identity of ``account``."""
-        self.emulator.ims._raise_fault("ListAccounts", account)  # faults are injected there
-        if account != self.management_account:
-            raise NoPermission(
-                "Only the management account of the resource directory can list its members."
-            )
+        self._served("ListAccounts", account)
         page_number = _integer(params, "PageNumber", 1, 1, 10**9)
         page_size = _integer(params, "PageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        page_size = min(page_size, self.page_cap or page_size)  # the size the service uses
         with self.lock:
             members = list(self.members.values())
         start = (page_number - 1) * page_size
@@ -135,6 +136,31 @@ class ResourceDirectoryBackend:
             "PageNumber": page_number,
             "PageSize": page_size,
         }
+
+    def get_account(self, account: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """GetAccount, called by a RAM identity of ``account``: one member, or 404."""
+        self._served("GetAccount", account)
+        wanted = params.get("AccountId")
+        if not wanted:
+            raise MissingParameter("AccountId is mandatory for this action.")
+        with self.lock:
+            member = self.members.get(wanted)
+        if member is None:
+            raise EmulatedError(
+                "This resource directory account does not exist.",
+                code="EntityNotExists.Account",
+                status=404,
+            )
+        return {"Account": member.render(self.directory_id)}
+
+    def _served(self, action: str, account: str) -> None:
+        self.emulator.ims._raise_fault(action, account)  # faults are injected there
+        if account != self.management_account:
+            raise NoPermission(
+                "Only the management account of the resource directory can read its members."
+            )
+        with self.lock:
+            self.calls[action] = self.calls.get(action, 0) + 1
 
 
 def _integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -147,9 +173,13 @@ def _integer(params: Mapping[str, str], name: str, default: int, low: int, high:
 
 
 def install(emulator: Emulator, management_account: str) -> ResourceDirectoryBackend:
-    """Serve Resource Manager ListAccounts from ``emulator`` for this management account."""
+    """Serve Resource Manager ListAccounts and GetAccount from ``emulator`` for the directory
+    of this management account."""
     backend = ResourceDirectoryBackend(emulator, management_account)
-    emulator.services[RESOURCEMANAGER_VERSION] = {"ListAccounts": backend.list_accounts}
+    emulator.services[RESOURCEMANAGER_VERSION] = {
+        "ListAccounts": backend.list_accounts,
+        "GetAccount": backend.get_account,
+    }
     return backend
 
 
