@@ -34,6 +34,9 @@ from .report import AccountReport, Actor, RunReport, Trigger
 from .scope import Candidate, Decision, decide
 
 DEFAULT_IN_PROCESS_THRESHOLD = 50  # one batch or fewer: not worth an invocation
+# Skipped accounts logged one line each, per run; the rest are counted in the run summary (a
+# forged batch of unknown ids must not turn into a flood of log lines).
+SKIPPED_LOG_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -156,12 +159,15 @@ def run(
                 services.concurrency,
             )
             results = {o.account: o for o in outcomes}
+        skipped = 0
         for decision in decisions:
             if decision.in_scope:
                 if decision.account in results:
                     report.accounts.append(results[decision.account])
             else:
-                report.accounts.append(_skipped(decision, mode, report))
+                skipped += 1
+                logged = skipped <= SKIPPED_LOG_LIMIT
+                report.accounts.append(_skipped(decision, mode, report, log=logged))
         report.duration_ms = (time.perf_counter() - started) * 1000
         _log_run(report)
     return report
@@ -199,7 +205,18 @@ def failed_run(account: str, error: GuardError, trigger: Trigger, config: GuardC
     return report
 
 
-def _skipped(decision: Decision, mode: str, report: RunReport) -> AccountReport:
+def _skipped(
+    decision: Decision, mode: str, report: RunReport, *, log: bool = True
+) -> AccountReport:
+    skipped = AccountReport(
+        account=decision.account,
+        status="skipped",
+        mode=mode,
+        reason=decision.reason,
+        rule=decision.rule,
+    )
+    if not log:
+        return skipped
     extra: dict[str, Any] = {}
     if report.actor is not None:
         extra["actor"] = report.actor.as_dict()
@@ -214,13 +231,7 @@ def _skipped(decision: Decision, mode: str, report: RunReport) -> AccountReport:
         reason=decision.reason,
         **extra,
     )
-    return AccountReport(
-        account=decision.account,
-        status="skipped",
-        mode=mode,
-        reason=decision.reason,
-        rule=decision.rule,
-    )
+    return skipped
 
 
 def _fan_out(
