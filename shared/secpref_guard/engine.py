@@ -99,6 +99,10 @@ class Budget(Protocol):
 
 
 BUDGET_RECORD_WAIT_SECONDS = 15.0
+# A write planned on a read older than this reads again first (the revert budget's store, or a
+# slow network, can stand between the two), so that a change made meanwhile to a field outside
+# the baseline is kept, not rolled back. A compliant run never pays for it.
+STALE_READ_SECONDS = 0.25
 
 
 def run(
@@ -145,6 +149,8 @@ def _run(
 ) -> None:
     if live is None:
         live = client.get_security_preference()
+    read_at = time.monotonic()
+    outcome.unread = tuple(f.api_name for f in F.FIELDS if f.api_name not in live.values)
     drifts = compare(config, live, outcome.account, today)
     if not write:
         drifts = [d if d.action != "revert" else _as_check(d) for d in drifts]
@@ -170,6 +176,36 @@ def _run(
             return
         if check.error:
             budget_note = f"; {check.error}"
+
+    if time.monotonic() - read_at > STALE_READ_SECONDS:
+        again = client.get_security_preference()
+        outcome.changed_during_run = tuple(
+            name
+            for name in dict.fromkeys([*live.values, *again.values])
+            if name not in config.baseline and live.values.get(name) != again.values.get(name)
+        )
+        if outcome.changed_during_run:
+            event(
+                logging.WARNING,
+                "a field outside the baseline changed while the guard was about to write: "
+                "the new value is kept",
+                account=outcome.account,
+                fields=list(outcome.changed_during_run),
+            )
+        live = again
+        outcome.unread = tuple(f.api_name for f in F.FIELDS if f.api_name not in live.values)
+        drifts = compare(config, live, outcome.account, today)
+        outcome.drift = drifts
+        to_revert = [d for d in drifts if d.action == "revert"]
+        if not to_revert:  # someone else put the account right meanwhile
+            outcome.drift = [d.with_after(d.actual) for d in drifts]
+            outcome.status = "drift" if drifts else "compliant"
+            outcome.reason = (
+                _why_not_written(drifts, write, config)
+                if drifts
+                else "the account was put back on the baseline before the guard wrote"
+            )
+            return
 
     desired = desired_state(live, drifts)
     # unchanged fields go back exactly as read (masks not normalised), changed ones as rendered
@@ -198,6 +234,15 @@ def _run(
     if kept:
         why = _why_not_written(drifts, True, config)
         outcome.reason += f"; not written: {', '.join(kept)} ({why})"
+    if outcome.unread:
+        outcome.reason += (
+            f"; not returned by the read, so not sent: {', '.join(outcome.unread)} (the API may "
+            "reset an omitted field to its default)"
+        )
+    if outcome.changed_during_run:
+        outcome.reason += (
+            f"; changed by someone else meanwhile and kept: {', '.join(outcome.changed_during_run)}"
+        )
     outcome.reason += budget_note
 
 

@@ -137,6 +137,10 @@ class AccountReport:
     budget: dict[str, Any] | None = None
     role_arn: str | None = None
     settings: tuple[str, ...] = ()  # the settings read in this account
+    # writable fields the read did not return: never sent, so a Set may reset them
+    unread: tuple[str, ...] = ()
+    # fields outside the baseline that changed between the read and the write: kept as changed
+    changed_during_run: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -162,6 +166,10 @@ class AccountReport:
             result["settings"] = list(self.settings)
         if self.rule:
             result["rule"] = self.rule
+        if self.unread:
+            result["unread_fields"] = list(self.unread)
+        if self.changed_during_run:
+            result["changed_during_run"] = list(self.changed_during_run)
         if self.error is not None:
             result["error"] = self.error.as_dict()
         if self.budget is not None:
