@@ -6,6 +6,7 @@ signatures are recomputed here, independently of the module, from what was actua
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import hmac
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +27,7 @@ import requests
 import responses
 
 from secpref_guard import __version__, logs
+from secpref_guard import notify as notify_package
 from secpref_guard.client import ApiError
 from secpref_guard.config import Settings
 from secpref_guard.credentials import Credentials
@@ -948,6 +951,33 @@ ORG_MARKDOWN = "\n".join(
 )
 
 
+def test_the_cloudevent_subject_names_the_account_or_the_count_and_the_settings() -> None:
+    length = Drift("MinimumPasswordLength", 8, 14, "revert", setting="password-policy")
+    # a run of one: its account and the settings that drifted
+    assert cloudevent_subject(REVERTED) == f"{ACCOUNT}/SecurityPreference"
+    assert cloudevent_subject(report(drift=[length])) == f"{ACCOUNT}/PasswordPolicy"
+    assert (
+        cloudevent_subject(report(drift=[SESSION, length]))
+        == f"{ACCOUNT}/SecurityPreference+PasswordPolicy"
+    )
+    # a run of many (it was "unknown/SecurityPreference"): the accounts that drifted or failed
+    assert cloudevent_subject(ORG_RUN) == "3 accounts/SecurityPreference"
+    both = run(
+        account_report(MEMBER_A, "reverted", [SESSION]),
+        account_report(MEMBER_B, "drift", [replace(length, action="report-only")]),
+    )
+    assert cloudevent_subject(both) == "2 accounts/SecurityPreference+PasswordPolicy"
+    # one account of many drifted: that account
+    assert cloudevent_subject(run(compliant(MEMBER_A), reverted(MEMBER_B))) == (
+        f"{MEMBER_B}/SecurityPreference"
+    )
+    # an account that failed before any drift was found: the settings it read
+    api = ApiError("GetSecurityPreference", "NoPermission", "denied", 403, "REQ-7")
+    assert cloudevent_subject(report("error", drift=[], error=api)) == (
+        f"{ACCOUNT}/SecurityPreference"
+    )
+
+
 def test_a_run_summary_title_counts_the_accounts_and_names_the_run() -> None:
     assert render_title(ORG_RUN) == (
         "secpref-guard: 2 accounts reverted, 1 failed (run 5f2c9a1e0b7d4c3a)"
@@ -1295,3 +1325,34 @@ def test_an_interrupted_send_leaves_no_reservation_behind(clock: FakeClock) -> N
         Notifier([Interrupted()], clock=clock, window=window).notify(REVERTED)
 
     assert not window.active("webhook", dedup_key(REVERTED), NOW)
+
+
+# --- the package's shape ----------------------------------------------------------------------
+
+NOTIFY_MODULES = sorted(Path(notify_package.__file__).parent.glob("*.py"))
+SIGNER = "eventbridge_string_to_sign"  # kept byte for byte: it reads its headers with .get
+
+
+@pytest.mark.parametrize("module", NOTIFY_MODULES, ids=lambda path: path.name)
+def test_each_notify_module_says_its_job_and_never_probes_a_dictionary(module: Path) -> None:
+    source = module.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    assert ast.get_docstring(tree), "a module says its one job"
+    assert len(source.splitlines()) < 400
+    signer = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == SIGNER]
+    exempt = {id(n) for s in signer for n in ast.walk(s)}
+    probes = [
+        f"line {node.lineno}"
+        for node in ast.walk(tree)
+        if id(node) not in exempt
+        and isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == "get")
+            or (
+                isinstance(node.func, ast.Name)
+                and node.func.id == "isinstance"
+                and "Mapping" in ast.unparse(node.args[1])
+            )
+        )
+    ]
+    assert probes == []
