@@ -775,6 +775,24 @@ def test_a_channel_that_raises_anything_is_reported_failed(
     assert [r.outcome for r in results[1:]] == ["sent", "sent"]
 
 
+def test_a_report_the_policy_cannot_read_fails_every_channel_and_never_raises(
+    notifier: Notifier, http: responses.RequestsMock, captured: CapturedLogs
+) -> None:
+    all_up(http)
+    unreadable = report("error", drift=[], error=ValueError("not a GuardError"))  # type: ignore[arg-type]
+
+    results = notifier.notify(unreadable)
+
+    assert [(r.channel, r.outcome) for r in results] == [
+        ("dingtalk", "failed"),
+        ("webhook", "failed"),
+        ("eventbridge", "failed"),
+    ]
+    assert results[0].detail.startswith("the report could not be read: AttributeError: ")
+    assert not http.calls
+    assert [line["message"] for line in captured.lines] == ["notification failed"]
+
+
 def test_no_channel_configured_sends_nothing(clock: FakeClock) -> None:
     notifier = Notifier.from_settings(Settings(), clock=clock)
     assert notifier.channels == []

@@ -102,9 +102,16 @@ class Notifier:
                 report_type=type(report).__name__,
             )
             return []
-        if not self.channels or not should_notify(report):
+        if not self.channels:
             return []
-        key = dedup_key(report)
+        try:
+            if not should_notify(report):
+                return []
+            key = dedup_key(report)
+        except Exception as exc:  # a report the policy cannot read (a bug): never break the run
+            reason = error_text(f"the report could not be read: {type(exc).__name__}: {exc}")
+            event(logging.ERROR, "notification failed", run_id=plain(report.run_id), error=reason)
+            return [ChannelResult(channel.name, "failed", reason) for channel in self.channels]
         return [self._deliver(channel, report, key) for channel in self.channels]
 
     def _deliver(self, channel: Channel, report: RunReport, key: str) -> ChannelResult:
