@@ -546,6 +546,29 @@ def test_eventbridge_signature_matches_the_official_util_test_vector() -> None:
     assert eventbridge_signature("GET\n\n\n\n", "secret") == "Mzu+31oD5IDdv3WFBNIi4Y7JZto="
 
 
+def test_the_signer_stays_importable_from_the_package_and_signs_as_before() -> None:
+    headers = {
+        "Content-Type": "application/cloudevents-batch+json; charset=utf-8",
+        "Date": "Wed, 25 Nov 2026 04:00:00 GMT",
+        "x-acs-signature-nonce": "n-1",
+        "X-Acs-Signature-Method": "HMAC-SHA1",
+        "x-eventbridge-version": "2015-06-06",  # not x-acs-*: not signed
+        "accept": "application/json",
+    }
+    # what notify.py signed before it became a package, for the same headers
+    string_to_sign = notify_package.eventbridge_string_to_sign(
+        "post", "/openapi/putEvents", headers
+    )
+    assert string_to_sign == (
+        "POST\n\napplication/cloudevents-batch+json; charset=utf-8\nWed, 25 Nov 2026 04:00:00 "
+        "GMT\nx-acs-signature-method:HMAC-SHA1\nx-acs-signature-nonce:n-1\n/openapi/putEvents"
+    )
+    assert (
+        notify_package.eventbridge_signature(string_to_sign, "secret")
+        == "mlnYYpTh1G1OFu2QvkvJxZ6YD+E="
+    )
+
+
 def test_eventbridge_bus_given_as_an_arn_names_its_own_account_and_region(
     clock: FakeClock, credentials: Credentials
 ) -> None:
