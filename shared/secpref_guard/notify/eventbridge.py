@@ -121,10 +121,12 @@ class _Answer(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    request_id: str | None = Field(None, validation_alias=AliasChoices("RequestId", "requestId"))
-    code: str | None = Field(None, validation_alias=AliasChoices("code", "Code"))
-    message: str | None = Field(None, validation_alias=AliasChoices("message", "Message"))
-    failed: int | None = Field(None, validation_alias="FailedEntryCount")
+    request_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("RequestId", "requestId")
+    )
+    code: str | None = Field(default=None, validation_alias=AliasChoices("code", "Code"))
+    message: str | None = Field(default=None, validation_alias=AliasChoices("message", "Message"))
+    failed: int | None = Field(default=None, validation_alias="FailedEntryCount")
     entries: list[_Entry] = Field(default_factory=list, validation_alias="EntryList")
 
     @classmethod
