@@ -6,6 +6,7 @@ signatures are recomputed here, independently of the module, from what was actua
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import hmac
@@ -15,8 +16,9 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,24 +26,30 @@ import pytest
 import requests
 import responses
 
-from secpref_guard import __version__, engine, logs
-from secpref_guard.accounts import Skipped
+from secpref_guard import __version__, logs
+from secpref_guard import notify as notify_package
 from secpref_guard.client import ApiError
 from secpref_guard.config import Settings
 from secpref_guard.credentials import Credentials
-from secpref_guard.fanout import Batch, Dispatch, RunSummary
-from secpref_guard.notify import (
-    ChannelResult,
-    DedupWindow,
-    EventBus,
-    Notifier,
-    dedup_key,
-    eventbridge_signature,
+from secpref_guard.errors import GuardError
+from secpref_guard.notify import ChannelResult, DedupWindow, Notifier, should_notify
+from secpref_guard.notify.eventbridge import EventBus, eventbridge_signature
+from secpref_guard.notify.policy import dedup_key
+from secpref_guard.notify.render import (
+    cloudevent_subject,
     render_markdown,
     render_title,
     render_webhook_body,
-    should_notify,
     summarize,
+)
+from secpref_guard.report import (
+    AccountReport,
+    Actor,
+    Dispatch,
+    Drift,
+    RunReport,
+    Status,
+    Trigger,
 )
 
 NOW = 1_795_579_200.0  # 2026-11-25T04:00:00Z
@@ -58,41 +66,88 @@ KEY_ID = "LTAI-test-key-id"
 KEY_SECRET = "test-key-secret-for-eventbridge"
 STS_TOKEN = "CAIS-sts-token-for-the-function-role"
 
-REVERTED: dict[str, Any] = {
-    "status": "reverted",
-    "account": ACCOUNT,
-    "mode": "enforce",
-    "drift": [
-        {
-            "field": "LoginSessionDuration",
-            "actual": 24,
-            "expected": 4,
-            "action": "revert",
-            "source": "BASELINE_LOGIN_SESSION_DURATION",
-        },
-        {
-            "field": "LoginNetworkMasks",
-            "actual": ["192.168.0.0/16"],
-            "expected": ["10.0.0.0/8", "192.168.0.0/16"],
-            "action": "report-only",
-            "source": "BASELINE_LOGIN_NETWORK_MASKS",
-            "note": "listed in GUARD_REPORT_ONLY_FIELDS",
-        },
-    ],
-    "reason": "reverted LoginSessionDuration; not written: LoginNetworkMasks (report-only fields)",
-    "trigger": {"type": "event", "id": "evt-0f3c2a9e", "time": "2026-11-25T04:00:02Z"},
-    "actor": {
-        "type": "ram-user",
-        "name": "alice",
-        "account": ACCOUNT,
-        "source_ip": "203.0.113.7",
-        "time": "2026-11-25T03:59:58Z",
-    },
-}
+# --- run reports, as the run builds them ----------------------------------------------------
+
+SESSION = Drift("LoginSessionDuration", 24, 4, "revert", source="BASELINE_LOGIN_SESSION_DURATION")
+MASKS = Drift(
+    "LoginNetworkMasks",
+    frozenset({"192.168.0.0/16"}),
+    frozenset({"10.0.0.0/8", "192.168.0.0/16"}),
+    "report-only",
+    source="BASELINE_LOGIN_NETWORK_MASKS",
+    note="listed in GUARD_REPORT_ONLY_FIELDS",
+)
+EVENT = Trigger("event", id="evt-0f3c2a9e", time="2026-11-25T04:00:02Z")
+ALICE = Actor(
+    "ram-user", "alice", account=ACCOUNT, source_ip="203.0.113.7", time="2026-11-25T03:59:58Z"
+)
+REVERTED_REASON = (
+    "reverted LoginSessionDuration; not written: LoginNetworkMasks (report-only fields)"
+)
 
 
-def report(**changes: Any) -> dict[str, Any]:
-    return {**json.loads(json.dumps(REVERTED)), **changes}
+def ended(status: Status, drift: list[Drift]) -> list[Drift]:
+    """The drift entries as the run leaves them: a reverted account's written fields verified
+    at the baseline, every field of an account written nothing keeps its live value, and a
+    failed account's values are unknown."""
+    if status == "reverted":
+        return [d.with_after(d.expected if d.action == "revert" else d.actual) for d in drift]
+    if status in ("drift", "contested"):
+        return [d.with_after(d.actual) for d in drift]
+    return list(drift)
+
+
+def account_report(
+    account: str,
+    status: Status,
+    drift: list[Drift] | None = None,
+    *,
+    reason: str = "",
+    mode: str = "enforce",
+    error: GuardError | ApiError | None = None,
+) -> AccountReport:
+    settings = tuple(dict.fromkeys(d.setting for d in drift or [])) or ("security-preference",)
+    return AccountReport(
+        account,
+        status,
+        mode,
+        drift=ended(status, drift if drift is not None else []),
+        reason=reason,
+        error=error,  # type: ignore[arg-type]  # ApiError becomes a GuardError with issue 11
+        settings=settings,
+    )
+
+
+def report(
+    status: Status = "reverted",
+    *,
+    drift: list[Drift] | None = None,
+    reason: str = REVERTED_REASON,
+    mode: str = "enforce",
+    trigger: Trigger = EVENT,
+    actor: Actor | None = ALICE,
+    error: GuardError | ApiError | None = None,
+    run_id: str = "evt-run-1",
+) -> RunReport:
+    """A run of one account (the audit event's, by default), its drift as the run ended."""
+    one = account_report(
+        ACCOUNT,
+        status,
+        [SESSION, MASKS] if drift is None else drift,
+        reason=reason,
+        mode=mode,
+        error=error,
+    )
+    return RunReport(run_id, mode, trigger, targets="event", accounts=[one], actor=actor)
+
+
+class NotVerified(GuardError):
+    """The engine's verification failure, as the guard's errors describe themselves."""
+
+    code = "VerificationError"
+
+
+REVERTED = report()
 
 
 @dataclass
@@ -220,77 +275,83 @@ def test_markdown_shows_before_baseline_after_who_and_what_the_guard_did() -> No
         "at 2026-11-25T03:59:58Z" in text
     )
     assert "**Fields** (before → baseline → after)" in text
-    # reverted: after is the baseline, verified by the engine's fresh read
-    assert "- **LoginSessionDuration**: 24 → 4 → 4 (reverted; baseline from BASELINE" in text
+    # reverted: after is the baseline, verified by the engine's fresh read; every field line
+    # names its setting
+    assert (
+        "- security-preference **LoginSessionDuration**: 24 → 4 → 4 (reverted; baseline from "
+        "BASELINE" in text
+    )
     # report-only: after is what the account still has
     assert (
-        "- **LoginNetworkMasks**: 192.168.0.0/16 → 10.0.0.0/8;192.168.0.0/16 → 192.168.0.0/16 "
-        "(report-only: listed in GUARD\\_REPORT\\_ONLY\\_FIELDS" in text
+        "- security-preference **LoginNetworkMasks**: 192.168.0.0/16 → 10.0.0.0/8;192.168.0.0/16 "
+        "→ 192.168.0.0/16 (report-only: listed in GUARD\\_REPORT\\_ONLY\\_FIELDS" in text
     )
     assert "**What the guard did**: Wrote the baseline back with SetSecurityPreference" in text
     assert "Reverted LoginSessionDuration; not written: LoginNetworkMasks" in text
     assert "|" not in text  # DingTalk's markdown has no tables: one list item per field
 
 
+def test_a_reverted_field_without_a_verified_value_shows_the_baseline_after() -> None:
+    unverified = AccountReport(ACCOUNT, "reverted", "enforce", drift=[SESSION])
+    text = render_markdown(RunReport("r", "enforce", EVENT, accounts=[unverified]))
+
+    assert "**LoginSessionDuration**: 24 → 4 → 4 (reverted;" in text
+
+
 def test_markdown_of_a_dry_run_keeps_the_live_value_after() -> None:
     dry = report(
-        status="drift",
+        "drift",
         mode="dry-run",
         reason="GUARD_MODE is dry-run",
-        drift=[
-            {
-                "field": "EnableSaveMFATicket",
-                "actual": True,
-                "expected": False,
-                "action": "dry-run",
-                "source": "preset cis-2.0",
-            }
-        ],
-        trigger={"type": "schedule", "id": "guard-timer", "time": "2026-11-25T04:00:00Z"},
+        drift=[Drift("EnableSaveMFATicket", True, False, "dry-run", source="preset cis-2.0")],
+        trigger=Trigger("schedule", id="guard-timer", time="2026-11-25T04:00:00Z"),
         actor=None,
     )
     text = render_markdown(dry)
 
     assert "drift found, nothing written" in text
-    assert "- **EnableSaveMFATicket**: true → false → true (not written: dry run;" in text
+    assert (
+        "- security-preference **EnableSaveMFATicket**: true → false → true (not written: dry "
+        "run;" in text
+    )
     assert "**Trigger**: scheduled check guard-timer at 2026-11-25T04:00:00Z" in text
     assert "**Changed by**: unknown (found by the scheduled check; see ActionTrail)" in text
     assert "Reported the drift and wrote nothing. GUARD\\_MODE is dry-run." in text
 
 
 def test_markdown_of_a_contested_account_says_nothing_was_written() -> None:
-    contested = report(status="contested", reason="revert budget of 3 in 60 minutes is spent")
+    contested = report("contested", reason="revert budget of 3 in 60 minutes is spent")
     text = render_markdown(contested)
 
-    assert "- **LoginSessionDuration**: 24 → 4 → 24 (not written: revert budget spent;" in text
+    assert "**LoginSessionDuration**: 24 → 4 → 24 (not written: revert budget spent;" in text
     assert "revert budget (GUARD\\_MAX\\_REVERTS within GUARD\\_REVERT\\_WINDOW\\_MINUTES)" in text
 
 
 def test_markdown_of_an_error_shows_the_code_and_what_a_fresh_read_showed() -> None:
+    message = (
+        "SetSecurityPreference was accepted but a fresh GetSecurityPreference still differs in "
+        "LoginSessionDuration (request id REQ-1)"
+    )
     failed = report(
-        status="error",
-        reason="SetSecurityPreference was accepted but a fresh GetSecurityPreference still differs",
-        error={
-            "type": "VerificationError",
-            "request_id": "REQ-1",
-            "mismatches": [{"field": "LoginSessionDuration", "sent": 4, "read": 24}],
-        },
+        "error",
+        reason=message,
+        # the fresh read after the write still showed 24; the masks were not read back
+        drift=[SESSION.with_after(24), MASKS],
+        error=NotVerified(message),
     )
     text = render_markdown(failed)
 
     assert text.startswith("#### secpref-guard: guard error in account")
-    assert "- **LoginSessionDuration**: 24 → 4 → 24 (not written;" in text
-    assert "- **LoginNetworkMasks**: 192.168.0.0/16 → 10.0.0.0/8;192.168.0.0/16 → unknown" in text
-    assert "Failed: VerificationError (request id REQ-1)" in text
+    assert "**LoginSessionDuration**: 24 → 4 → 24 (not written;" in text
+    assert "**LoginNetworkMasks**: 192.168.0.0/16 → 10.0.0.0/8;192.168.0.0/16 → unknown" in text
+    assert f"**What the guard did**: Failed: VerificationError: {message}." in text
+    assert "**Changed by**" in text  # the audit event's actor
+    assert "**Failed accounts**" not in text  # a run of one says it once, in what it did
 
 
 def test_text_from_the_event_cannot_format_the_message_or_inject_a_link() -> None:
     hostile = report(
-        actor={
-            "type": "ram-user",
-            "name": "[click](https://evil.example)\n# big",
-            "source_ip": "203.0.113.7",
-        }
+        actor=Actor("ram-user", "[click](https://evil.example)\n# big", source_ip="203.0.113.7")
     )
     text = render_markdown(hostile)
 
@@ -302,7 +363,9 @@ def test_text_from_the_event_cannot_format_the_message_or_inject_a_link() -> Non
 def test_webhook_body_is_the_report_plus_a_summary_and_the_guard_version() -> None:
     body = render_webhook_body(REVERTED)
 
-    assert {k: v for k, v in body.items() if k not in ("summary", "guard")} == REVERTED
+    as_json = json.loads(json.dumps(REVERTED.as_dict()))
+    assert {k: v for k, v in body.items() if k not in ("summary", "guard")} == as_json
+    assert [d["setting"] for d in body["drift"]] == ["security-preference"] * 2
     assert body["guard"] == {"name": "secpref-guard", "version": __version__}
     assert body["summary"] == (
         "secpref-guard reverted LoginSessionDuration in account 1234567890123456; not written: "
@@ -312,21 +375,42 @@ def test_webhook_body_is_the_report_plus_a_summary_and_the_guard_version() -> No
 
 
 def test_summaries_of_every_notified_status() -> None:
-    assert summarize(report(status="drift", actor=None)) == (
+    assert summarize(report("drift", actor=None)) == (
         "secpref-guard found drift in account 1234567890123456: LoginSessionDuration, "
         "LoginNetworkMasks; nothing written"
     )
-    assert summarize(report(status="contested", actor=None)).startswith(
+    assert summarize(report("contested", actor=None)).startswith(
         "secpref-guard stopped reverting account 1234567890123456: the revert budget is spent"
     )
-    error = report(
-        status="error",
-        drift=[],
-        reason="GetSecurityPreference failed",
-        error={"type": "ApiError", "code": "NoPermission", "message": "denied"},
+    api = ApiError("GetSecurityPreference", "NoPermission", "denied", 403, "REQ-7")
+    assert summarize(report("error", drift=[], reason=str(api), error=api)) == (
+        "secpref-guard failed on account 1234567890123456: GetSecurityPreference failed: "
+        "NoPermission: denied (HTTP 403, request id REQ-7)"
     )
+    bare = GuardError("denied")
+    bare.code = "NoPermission"
+    assert summarize(report("error", drift=[], reason="denied", error=bare)) == (
+        "secpref-guard failed on account 1234567890123456: NoPermission: denied"
+    )
+
+
+def test_every_field_line_names_its_setting_and_the_write_it_took() -> None:
+    length = Drift(
+        "MinimumPasswordLength",
+        8,
+        14,
+        "revert",
+        source="BASELINE_PASSWORD_MINIMUM_LENGTH",
+        setting="password-policy",
+        rule="at least 14",
+    )
+    text = render_markdown(report(drift=[SESSION, length], reason="reverted both"))
+
+    assert "- security-preference **LoginSessionDuration**: 24 → 4 → 4 (reverted;" in text
+    assert "- password-policy **MinimumPasswordLength**: 8 → 14 → 14 (reverted;" in text
     assert (
-        summarize(error) == "secpref-guard failed on account 1234567890123456: NoPermission: denied"
+        "**What the guard did**: Wrote the baseline back with SetSecurityPreference and "
+        "SetPasswordPolicy and verified it with a fresh read." in text
     )
 
 
@@ -462,6 +546,29 @@ def test_eventbridge_signature_matches_the_official_util_test_vector() -> None:
     assert eventbridge_signature("GET\n\n\n\n", "secret") == "Mzu+31oD5IDdv3WFBNIi4Y7JZto="
 
 
+def test_the_signer_stays_importable_from_the_package_and_signs_as_before() -> None:
+    headers = {
+        "Content-Type": "application/cloudevents-batch+json; charset=utf-8",
+        "Date": "Wed, 25 Nov 2026 04:00:00 GMT",
+        "x-acs-signature-nonce": "n-1",
+        "X-Acs-Signature-Method": "HMAC-SHA1",
+        "x-eventbridge-version": "2015-06-06",  # not x-acs-*: not signed
+        "accept": "application/json",
+    }
+    # what notify.py signed before it became a package, for the same headers
+    string_to_sign = notify_package.eventbridge_string_to_sign(
+        "post", "/openapi/putEvents", headers
+    )
+    assert string_to_sign == (
+        "POST\n\napplication/cloudevents-batch+json; charset=utf-8\nWed, 25 Nov 2026 04:00:00 "
+        "GMT\nx-acs-signature-method:HMAC-SHA1\nx-acs-signature-nonce:n-1\n/openapi/putEvents"
+    )
+    assert (
+        notify_package.eventbridge_signature(string_to_sign, "secret")
+        == "mlnYYpTh1G1OFu2QvkvJxZ6YD+E="
+    )
+
+
 def test_eventbridge_bus_given_as_an_arn_names_its_own_account_and_region(
     clock: FakeClock, credentials: Credentials
 ) -> None:
@@ -581,9 +688,9 @@ def test_a_burst_of_identical_reports_is_sent_once(
 
     first = notifier.notify(REVERTED)
     burst = []
-    for _ in range(5):
+    for n in range(5):
         clock.advance(30)
-        burst.append(notifier.notify(json.dumps(REVERTED)))  # handlers return JSON text
+        burst.append(notifier.notify(report(run_id=f"evt-run-{n + 2}")))  # a run per event
 
     assert [r.outcome for r in first] == ["sent", "sent", "sent"]
     assert all(r.outcome == "deduplicated" for results in burst for r in results)
@@ -594,13 +701,8 @@ def test_a_different_drift_is_sent_again(notifier: Notifier, http: responses.Req
     all_up(http)
     notifier.notify(REVERTED)
 
-    other = report(
-        drift=[
-            {"field": "EnableSaveMFATicket", "actual": True, "expected": False, "action": "revert"}
-        ]
-    )
-    new_value = report()
-    new_value["drift"][0]["actual"] = 12  # the same field, changed to something else
+    other = report(drift=[Drift("EnableSaveMFATicket", True, False, "revert")])
+    new_value = report(drift=[replace(SESSION, actual=12), MASKS])  # the same field, changed
 
     assert [r.outcome for r in notifier.notify(other)] == ["sent", "sent", "sent"]
     assert [r.outcome for r in notifier.notify(new_value)] == ["sent", "sent", "sent"]
@@ -696,18 +798,42 @@ def test_a_channel_that_raises_anything_is_reported_failed(
     assert [r.outcome for r in results[1:]] == ["sent", "sent"]
 
 
+def test_a_report_the_policy_cannot_read_fails_every_channel_and_never_raises(
+    notifier: Notifier, http: responses.RequestsMock, captured: CapturedLogs
+) -> None:
+    all_up(http)
+    unreadable = report("error", drift=[], error=ValueError("not a GuardError"))  # type: ignore[arg-type]
+
+    results = notifier.notify(unreadable)
+
+    assert [(r.channel, r.outcome) for r in results] == [
+        ("dingtalk", "failed"),
+        ("webhook", "failed"),
+        ("eventbridge", "failed"),
+    ]
+    assert results[0].detail.startswith("the report could not be read: AttributeError: ")
+    assert not http.calls
+    assert [line["message"] for line in captured.lines] == ["notification failed"]
+
+
 def test_no_channel_configured_sends_nothing(clock: FakeClock) -> None:
     notifier = Notifier.from_settings(Settings(), clock=clock)
     assert notifier.channels == []
     assert notifier.notify(REVERTED) == []
 
 
-def test_a_report_that_is_not_json_is_skipped(notifier: Notifier, captured: CapturedLogs) -> None:
-    assert notifier.notify("not json") == []
-    assert notifier.notify("[1, 2]") == []
-    assert [line["message"] for line in captured.lines] == [
-        "notification skipped: the report is not JSON",
-        "notification skipped: the report is not a JSON object",
+def test_anything_but_a_run_report_is_logged_and_not_sent(
+    notifier: Notifier, http: responses.RequestsMock, captured: CapturedLogs
+) -> None:
+    all_up(http)
+
+    assert notifier.notify(REVERTED.as_dict()) == []  # type: ignore[arg-type]
+    assert notifier.notify(json.dumps(REVERTED.as_dict())) == []  # type: ignore[arg-type]
+
+    assert not http.calls
+    assert [(line["message"], line["report_type"]) for line in captured.lines] == [
+        ("notification skipped: the report is not a RunReport", "dict"),
+        ("notification skipped: the report is not a RunReport", "str"),
     ]
 
 
@@ -769,75 +895,69 @@ MEMBER_B = "2222222222222222"
 MEMBER_C = "3333333333333333"
 MEMBER_D = "4444444444444444"
 RUN_ID = "5f2c9a1e0b7d4c3a"
-SCHEDULE = {"type": "schedule", "name": "guard-timer", "time": "2026-11-25T04:00:00Z"}
+SCHEDULE = Trigger("schedule", name="guard-timer", time="2026-11-25T04:00:00Z")
 
 
-def session_drift(actual: int, action: engine.Action = "revert") -> engine.Drift:
-    return engine.Drift(
-        "LoginSessionDuration", actual, 4, action, source="BASELINE_LOGIN_SESSION_DURATION"
-    )
+def reverted(account: str, actual: int = 24) -> AccountReport:
+    drift = [replace(SESSION, actual=actual)]
+    return account_report(account, "reverted", drift, reason="reverted LoginSessionDuration")
 
 
-def reverted(account: str, actual: int = 24) -> engine.Outcome:
-    return engine.Outcome(
-        "reverted",
+def contested(account: str) -> AccountReport:
+    return account_report(
         account,
-        "enforce",
-        drift=[session_drift(actual).with_after(4)],
-        reason="reverted LoginSessionDuration",
-    )
-
-
-def contested(account: str) -> engine.Outcome:
-    return engine.Outcome(
         "contested",
-        account,
-        "enforce",
-        drift=[session_drift(12).with_after(12)],
+        [replace(SESSION, actual=12)],
         reason="revert budget of 3 in 60 minutes is spent",
     )
 
 
-def compliant(account: str) -> engine.Outcome:
-    return engine.Outcome("compliant", account, "enforce", reason="matches the baseline")
+def compliant(account: str) -> AccountReport:
+    return account_report(account, "compliant", reason="matches the baseline")
 
 
-def failed(account: str, code: str = "NoPermission", request_id: str = "REQ-9") -> engine.Outcome:
+def skipped(account: str) -> AccountReport:
+    return AccountReport(
+        account,
+        "skipped",
+        "enforce",
+        reason="listed in GUARD_EXCLUDE_ACCOUNTS",
+        rule="GUARD_EXCLUDE_ACCOUNTS",
+    )
+
+
+def failed(account: str, code: str = "NoPermission", request_id: str = "REQ-9") -> AccountReport:
     error = ApiError(
         "AssumeRole", code, "You are not authorized to do this action.", 403, request_id
     )
-    return engine.failed(account, "enforce", error)
+    return account_report(account, "error", reason=str(error), error=error)
 
 
 def run(
-    *outcomes: engine.Outcome,
+    *accounts: AccountReport,
     run_id: str = RUN_ID,
     execution: str = "in-process",
     dispatches: tuple[Dispatch, ...] = (),
-    skipped: tuple[Skipped, ...] = (),
-) -> dict[str, Any]:
-    """A multi-account run's result, as the scheduled handler returns it (JSON)."""
-    summary = RunSummary(
+) -> RunReport:
+    """A run over the directory's accounts, started by the timer."""
+    return RunReport(
         run_id,
         "enforce",
-        execution,
-        outcomes=list(outcomes),
-        skipped=list(skipped),
-        dispatches=list(dispatches),
+        SCHEDULE,
+        execution=execution,
         targets="resource-directory",
+        accounts=list(accounts),
+        dispatches=list(dispatches),
     )
-    result = summary.as_dict()
-    result["trigger"] = dict(SCHEDULE)
-    return dict(json.loads(json.dumps(result)))
 
 
-def fanned_out(error: ApiError | None = None) -> dict[str, Any]:
+def fanned_out(error: ApiError | None = None) -> RunReport:
     """A fan-out run: two batches handed to the worker, the second possibly not."""
-    first = Batch("run-9", 1, 2, (MEMBER_A, MEMBER_B))
-    second = Batch("run-9", 2, 2, (MEMBER_C,))
     dispatches = (
-        Dispatch(first, "fc-req-1"),
-        Dispatch(second, None, error) if error else Dispatch(second, "fc-req-2"),
+        Dispatch(1, 2, (MEMBER_A, MEMBER_B), "fc-req-1"),
+        Dispatch(2, 2, (MEMBER_C,), None, error)  # type: ignore[arg-type]
+        if error
+        else Dispatch(2, 2, (MEMBER_C,), "fc-req-2"),
     )
     return run(run_id="run-9", execution="fan-out", dispatches=dispatches)
 
@@ -856,10 +976,10 @@ ORG_MARKDOWN = "\n".join(
         "",
         "**Fields** (before → baseline → after)",
         "",
-        "- account 1111111111111111, **LoginSessionDuration**: 24 → 4 → 4 (reverted; baseline "
-        "from BASELINE\\_LOGIN\\_SESSION\\_DURATION)",
-        "- account 2222222222222222, **LoginSessionDuration**: 8 → 4 → 4 (reverted; baseline "
-        "from BASELINE\\_LOGIN\\_SESSION\\_DURATION)",
+        "- account 1111111111111111, security-preference **LoginSessionDuration**: 24 → 4 → 4 "
+        "(reverted; baseline from BASELINE\\_LOGIN\\_SESSION\\_DURATION)",
+        "- account 2222222222222222, security-preference **LoginSessionDuration**: 8 → 4 → 4 "
+        "(reverted; baseline from BASELINE\\_LOGIN\\_SESSION\\_DURATION)",
         "",
         "**Failed accounts** (1)",
         "",
@@ -870,6 +990,33 @@ ORG_MARKDOWN = "\n".join(
         "and verified it with a fresh read; could not enforce 1 account (listed above).",
     ]
 )
+
+
+def test_the_cloudevent_subject_names_the_account_or_the_count_and_the_settings() -> None:
+    length = Drift("MinimumPasswordLength", 8, 14, "revert", setting="password-policy")
+    # a run of one: its account and the settings that drifted
+    assert cloudevent_subject(REVERTED) == f"{ACCOUNT}/SecurityPreference"
+    assert cloudevent_subject(report(drift=[length])) == f"{ACCOUNT}/PasswordPolicy"
+    assert (
+        cloudevent_subject(report(drift=[SESSION, length]))
+        == f"{ACCOUNT}/SecurityPreference+PasswordPolicy"
+    )
+    # a run of many (it was "unknown/SecurityPreference"): the accounts that drifted or failed
+    assert cloudevent_subject(ORG_RUN) == "3 accounts/SecurityPreference"
+    both = run(
+        account_report(MEMBER_A, "reverted", [SESSION]),
+        account_report(MEMBER_B, "drift", [replace(length, action="report-only")]),
+    )
+    assert cloudevent_subject(both) == "2 accounts/SecurityPreference+PasswordPolicy"
+    # one account of many drifted: that account
+    assert cloudevent_subject(run(compliant(MEMBER_A), reverted(MEMBER_B))) == (
+        f"{MEMBER_B}/SecurityPreference"
+    )
+    # an account that failed before any drift was found: the settings it read
+    api = ApiError("GetSecurityPreference", "NoPermission", "denied", 403, "REQ-7")
+    assert cloudevent_subject(report("error", drift=[], error=api)) == (
+        f"{ACCOUNT}/SecurityPreference"
+    )
 
 
 def test_a_run_summary_title_counts_the_accounts_and_names_the_run() -> None:
@@ -894,13 +1041,15 @@ def test_a_run_summary_markdown_names_every_account_and_lists_the_failed_ones() 
 def test_each_field_line_of_a_run_follows_its_own_account_not_the_run() -> None:
     # the run is "contested" (its worst account); the reverted account was still reverted
     summary = run(reverted(MEMBER_A), contested(MEMBER_B))
-    assert summary["status"] == "contested"
+    assert summary.status == "contested"
 
     text = render_markdown(summary)
 
-    assert f"- account {MEMBER_A}, **LoginSessionDuration**: 24 → 4 → 4 (reverted;" in text
     assert (
-        f"- account {MEMBER_B}, **LoginSessionDuration**: 12 → 4 → 12 "
+        f"- account {MEMBER_A}, security-preference **LoginSessionDuration**: 24 → 4 → 4 " in text
+    )
+    assert (
+        f"- account {MEMBER_B}, security-preference **LoginSessionDuration**: 12 → 4 → 12 "
         "(not written: revert budget spent;" in text
     )
     assert "Wrote the baseline back to 1 account" in text
@@ -908,9 +1057,11 @@ def test_each_field_line_of_a_run_follows_its_own_account_not_the_run() -> None:
 
 
 def test_field_lines_are_grouped_by_account() -> None:
-    summary = run(reverted(MEMBER_A), reverted(MEMBER_B))
-    a, b = summary["drift"]
-    summary["drift"] = [a, b, {**a, "field": "EnableSaveMFATicket", "actual": True}]
+    mfa = Drift("EnableSaveMFATicket", True, False, "revert")
+    summary = run(
+        account_report(MEMBER_A, "reverted", [SESSION, mfa]),
+        account_report(MEMBER_B, "reverted", [SESSION]),
+    )
 
     lines = [line for line in render_markdown(summary).splitlines() if line.startswith("- ")]
 
@@ -935,9 +1086,9 @@ def test_a_run_summary_line_names_the_accounts() -> None:
 
 
 def test_a_long_run_caps_the_failed_accounts_and_the_field_lines() -> None:
-    outcomes = [reverted(f"{n:016d}") for n in range(1, 61)]
-    outcomes += [failed(f"{n:016d}") for n in range(101, 126)]
-    summary = run(*outcomes)
+    accounts = [reverted(f"{n:016d}") for n in range(1, 61)]
+    accounts += [failed(f"{n:016d}") for n in range(101, 126)]
+    summary = run(*accounts)
 
     text = render_markdown(summary)
     lines = text.splitlines()
@@ -961,7 +1112,7 @@ def test_a_run_is_sent_to_every_channel_with_counts_in_the_title(
 ) -> None:
     all_up(http)
 
-    assert [r.outcome for r in notifier.notify(json.dumps(ORG_RUN))] == ["sent"] * 3
+    assert [r.outcome for r in notifier.notify(ORG_RUN)] == ["sent"] * 3
 
     (dingtalk,) = calls_to(http, DINGTALK_HOST_PATH)
     assert json.loads(dingtalk.request.body)["markdown"] == {
@@ -970,13 +1121,15 @@ def test_a_run_is_sent_to_every_channel_with_counts_in_the_title(
     }
     (webhook,) = calls_to(http, "https://hooks.example.com/")
     body = json.loads(webhook.request.body)
-    assert {k: v for k, v in body.items() if k not in ("summary", "guard")} == ORG_RUN
+    as_json = json.loads(json.dumps(ORG_RUN.as_dict()))
+    assert {k: v for k, v in body.items() if k not in ("summary", "guard")} == as_json
     assert body["summary"] == summarize(ORG_RUN)
     assert body["guard"] == {"name": "secpref-guard", "version": __version__}
     (eventbridge,) = calls_to(http, EVENTBRIDGE_URL)
     (cloudevent,) = json.loads(eventbridge.request.body)
     assert cloudevent["data"] == body
-    assert cloudevent["type"] == "secpref-guard:Report:drift"  # a failed account is never ok
+    assert cloudevent["type"] == "secpref-guard:Report:error"  # a failed account is never ok
+    assert cloudevent["subject"] == "3 accounts/SecurityPreference"
 
 
 def test_a_revert_in_another_account_is_sent_not_deduplicated(
@@ -992,8 +1145,9 @@ def test_a_revert_in_another_account_is_sent_not_deduplicated(
     assert [r.outcome for r in second] == ["sent"] * 3
     assert [r.outcome for r in again] == ["deduplicated"] * 3  # the same revert, reported again
     texts = [json.loads(c.request.body)["markdown"]["text"] for c in calls_to(http, DINGTALK_URL)]
-    assert [f"account {MEMBER_A}, **LoginSessionDuration**" in t for t in texts] == [True, False]
-    assert [f"account {MEMBER_B}, **LoginSessionDuration**" in t for t in texts] == [False, True]
+    a_line, b_line = (f"account {m}, security-preference **" for m in (MEMBER_A, MEMBER_B))
+    assert [a_line in t for t in texts] == [True, False]
+    assert [b_line in t for t in texts] == [False, True]
 
 
 def test_failures_in_other_accounts_or_with_other_codes_are_sent(
@@ -1015,16 +1169,15 @@ def test_failures_in_other_accounts_or_with_other_codes_are_sent(
     assert dedup_key(run(reverted(MEMBER_A))) != dedup_key(runs[0])
 
 
-@pytest.mark.parametrize("status", ["reverted", "skipped", "compliant"])
-def test_a_run_with_a_failed_account_is_sent_whatever_its_status(
-    status: str, notifier: Notifier, http: responses.RequestsMock
+@pytest.mark.parametrize("other", [reverted, skipped, compliant])
+def test_a_run_with_a_failed_account_is_sent_whatever_the_others_did(
+    other: Callable[[str], AccountReport], notifier: Notifier, http: responses.RequestsMock
 ) -> None:
     all_up(http)
-    summary = run(reverted(MEMBER_A), failed(MEMBER_C))
-    summary["status"] = status
+    summary = run(other(MEMBER_A), failed(MEMBER_C))
 
+    assert summary.status == "error"  # a failed account makes the run an error
     assert should_notify(summary)
-    assert should_notify({"status": status, "counts": {"accounts": 9, "failed": 2}})
     assert [r.outcome for r in notifier.notify(summary)] == ["sent"] * 3
 
 
@@ -1033,8 +1186,8 @@ def test_a_fan_out_that_only_dispatched_is_not_sent(
 ) -> None:
     all_up(http)
     summary = fanned_out()
-    assert summary["status"] == "skipped"
-    assert summary["counts"]["dispatched"] == 3
+    assert summary.status == "skipped"
+    assert summary.counts["dispatched"] == 3
 
     assert not should_notify(summary)
     assert notifier.notify(summary) == []
@@ -1058,6 +1211,8 @@ def test_a_fan_out_whose_batch_was_not_dispatched_lists_its_accounts(
     )
     assert "Could not enforce 1 account (listed above); handed 2 accounts to the worker." in text
     assert "**Changed by**" not in text  # nothing drifted: no one to look for
+    assert should_notify(summary)
+    assert cloudevent_subject(summary) == MEMBER_C  # the account left out; no setting was read
 
 
 # --- concurrency ----------------------------------------------------------------------------
@@ -1119,9 +1274,7 @@ def test_concurrent_identical_reports_are_sent_once(
     http.add_callback(responses.POST, "https://hooks.example.com/secpref", callback=hook)
     window = DedupWindow()
 
-    results = all_at_once(
-        lambda: webhook_notifier(clock, window).notify(json.dumps(REVERTED)), 8, hook
-    )
+    results = all_at_once(lambda: webhook_notifier(clock, window).notify(report()), 8, hook)
 
     assert len(http.calls) == 1
     assert sorted(r.outcome for r in results) == ["deduplicated"] * 7 + ["sent"]
@@ -1213,3 +1366,34 @@ def test_an_interrupted_send_leaves_no_reservation_behind(clock: FakeClock) -> N
         Notifier([Interrupted()], clock=clock, window=window).notify(REVERTED)
 
     assert not window.active("webhook", dedup_key(REVERTED), NOW)
+
+
+# --- the package's shape ----------------------------------------------------------------------
+
+NOTIFY_MODULES = sorted(Path(notify_package.__file__).parent.glob("*.py"))
+SIGNER = "eventbridge_string_to_sign"  # kept byte for byte: it reads its headers with .get
+
+
+@pytest.mark.parametrize("module", NOTIFY_MODULES, ids=lambda path: path.name)
+def test_each_notify_module_says_its_job_and_never_probes_a_dictionary(module: Path) -> None:
+    source = module.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    assert ast.get_docstring(tree), "a module says its one job"
+    assert len(source.splitlines()) < 400
+    signer = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == SIGNER]
+    exempt = {id(n) for s in signer for n in ast.walk(s)}
+    probes = [
+        f"line {node.lineno}"
+        for node in ast.walk(tree)
+        if id(node) not in exempt
+        and isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == "get")
+            or (
+                isinstance(node.func, ast.Name)
+                and node.func.id == "isinstance"
+                and "Mapping" in ast.unparse(node.args[1])
+            )
+        )
+    ]
+    assert probes == []

@@ -18,7 +18,6 @@ What the SDK does by default and this module undoes (see the API reference):
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,7 +38,8 @@ from tenacity import (
 from . import fields as F
 from .credentials import Credentials
 from .errors import GuardError
-from .logs import redact, silence_sdk_loggers
+from .logs import silence_sdk_loggers
+from .scrub import api_message
 
 IMS_VERSION = "2019-08-15"
 RETRYABLE_CODES = frozenset(
@@ -59,8 +59,6 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # No attempt starts with less time than this left: it could not even connect.
 MIN_ATTEMPT_SECONDS = 1.0
 T = TypeVar("T")
-_QUERY = re.compile(r"\?[^\s'\")]*")
-_STRING_TO_SIGN = re.compile(r"(string to sign is:).*", re.DOTALL)
 
 
 class ApiError(GuardError):
@@ -77,7 +75,7 @@ class ApiError(GuardError):
     ) -> None:
         self.action = action
         self.code = code
-        self.message = _clean(message)
+        self.message = api_message(message)
         self.http_status = http_status
         self.request_id = request_id
         self.attempts = attempts
@@ -121,12 +119,6 @@ class ApiError(GuardError):
             "request_id": self.request_id,
             "attempts": self.attempts,
         }
-
-
-def _clean(message: str) -> str:
-    """No signed URL, token or secret leaves this module in an error message."""
-    text = _STRING_TO_SIGN.sub(r"\1<removed>", str(message))
-    return redact(_QUERY.sub("?<query removed>", text))
 
 
 @dataclass(frozen=True)

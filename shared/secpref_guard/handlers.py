@@ -365,8 +365,7 @@ def notify(config: GuardConfig, context: Any, report: RunReport) -> None:
         return
     from .notify import DedupWindow, Notifier, should_notify
 
-    document = report.as_dict()
-    if not should_notify(document):
+    if not should_notify(report):
         return
     global _dedup_window
     with _instance_lock:  # one window per instance, even for concurrent first requests
@@ -383,4 +382,4 @@ def notify(config: GuardConfig, context: Any, report: RunReport) -> None:
         region=_context_value(context, "region"),
         window=_dedup_window,
     )
-    report.notifications = [r.as_dict() for r in notifier.notify(document)]
+    report.notifications = [r.as_dict() for r in notifier.notify(report)]
