@@ -311,6 +311,77 @@ def test_an_unowned_field_the_account_does_not_return_is_not_sent(
 
     assert outcome.status == "reverted"
     assert "VerificationTypes" not in emulator.ims.calls_of(SET)[0].params
+    # what the guard cannot read it cannot send back: the run says so
+    assert outcome.unread == ("VerificationTypes",)
+    assert outcome.as_dict()["unread_fields"] == ["VerificationTypes"]
+    assert "not returned by the read, so not sent: VerificationTypes" in outcome.reason
+
+
+# --- the window between the read and the write ---------------------------------------------
+
+
+def change_after_first_read(emulator, **values):
+    """Someone changes the account right after the guard's first read."""
+    handle = emulator.handle
+    reads = 0
+
+    def handling(*args):
+        nonlocal reads
+        reply = handle(*args)
+        if any(GET in str(a) for a in args[:2]):
+            reads += 1
+            if reads == 1:
+                emulator.ims.put(ACCOUNT, **values)
+        return reply
+
+    emulator.handle = handling
+
+
+def test_a_write_on_a_stale_read_reads_again_and_keeps_what_changed_meanwhile(
+    emulator, loosened_account, client, monkeypatch
+):
+    monkeypatch.setattr(engine, "STALE_READ_SECONDS", 0.0)  # every write counts as stale
+    idle = 180 if loosened_account.state(ACCOUNT)["MaxIdleDaysForUsers"] != 180 else 365
+    change_after_first_read(emulator, LoginNetworkMasks="172.16.0.0/12", MaxIdleDaysForUsers=idle)
+
+    outcome = engine.run(
+        client, config_for({"LoginSessionDuration": 4}), account=ACCOUNT, today=TODAY
+    )
+
+    assert actions(emulator) == [GET, GET, SET, GET]
+    assert outcome.status == "reverted"
+    assert set(outcome.changed_during_run) == {"LoginNetworkMasks", "MaxIdleDaysForUsers"}
+    state = emulator.ims.state(ACCOUNT)
+    assert state["LoginNetworkMasks"] == frozenset({"172.16.0.0/12"})  # not rolled back
+    assert state["MaxIdleDaysForUsers"] == idle
+    assert state["LoginSessionDuration"] == 4
+    assert "changed by someone else meanwhile and kept" in outcome.reason
+
+
+def test_a_fresh_read_costs_nothing_more_and_a_compliant_run_stays_one_call(
+    emulator, loosened_account, client
+):
+    config = config_for({"LoginSessionDuration": 4})
+    assert engine.run(client, config, account=ACCOUNT, today=TODAY).status == "reverted"
+    assert actions(emulator) == [GET, SET, GET]  # the read was fresh: no second read
+    emulator.ims.calls.clear()
+    assert engine.run(client, config, account=ACCOUNT, today=TODAY).status == "compliant"
+    assert actions(emulator) == [GET]
+
+
+def test_drift_put_right_by_someone_else_meanwhile_is_not_written(
+    emulator, loosened_account, client, monkeypatch
+):
+    monkeypatch.setattr(engine, "STALE_READ_SECONDS", 0.0)
+    change_after_first_read(emulator, LoginSessionDuration=4)
+
+    outcome = engine.run(
+        client, config_for({"LoginSessionDuration": 4}), account=ACCOUNT, today=TODAY
+    )
+
+    assert actions(emulator) == [GET, GET]
+    assert outcome.status == "compliant"
+    assert emulator.ims.calls_of(SET) == []
 
 
 # --- failures --------------------------------------------------------------------------------

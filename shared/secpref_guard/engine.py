@@ -115,12 +115,15 @@ def run(
     live: Preference | None = None,
     budget: Budget | None = None,
     actor: str | None = None,
+    raise_errors: bool = True,
 ) -> AccountReport:
     """Check one account and, when ``write`` and the policy allow, revert its drift.
 
     ``write=False`` is the CLI's ``check``: it reports the drift and never writes. With a
     ``budget``, a write happens only while the account's revert budget is not spent (the store
     is read only when there is something to write); ``actor`` is who made the change, if known.
+    A GuardError (an API error, a write that did not stick) is raised, or with
+    ``raise_errors=False`` returned as the report's ``error`` with the drift seen so far.
     """
     started = time.perf_counter()
     calls_before = client.log.calls
@@ -129,11 +132,16 @@ def run(
     outcome = AccountReport(account=account, status="compliant", mode=mode)
     try:
         _run(client, config, outcome, write, today or _today(), live, budget, actor)
+    except GuardError as exc:
+        if raise_errors:
+            raise
+        outcome.status, outcome.error, outcome.reason = "error", exc, str(exc)
     finally:
         outcome.api_calls = client.log.calls - calls_before
         outcome.request_ids = client.log.request_ids[ids_before:]
         outcome.duration_ms = (time.perf_counter() - started) * 1000
-    _log_outcome(outcome)
+    if outcome.error is None:
+        _log_outcome(outcome)
     return outcome
 
 
@@ -226,6 +234,7 @@ def _run(
         if fresh.values.get(name) != value
     ]
     if mismatches:
+        outcome.drift = [d.with_after(fresh.values.get(d.field)) for d in drifts]
         raise VerificationError(mismatches, request_id)
     outcome.drift = [d.with_after(fresh.values.get(d.field)) for d in drifts]
     outcome.status = "reverted"

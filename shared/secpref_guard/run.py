@@ -293,9 +293,15 @@ def enforce_account(
         client = ImsClient(config.settings.ims_endpoint, credentials, **kwargs)
         try:
             outcome = engine.run(
-                client, config, account=account, write=write, budget=services.budget, actor=actor
+                client,
+                config,
+                account=account,
+                write=write,
+                budget=services.budget,
+                actor=actor,
+                raise_errors=False,
             )
-        except Exception as exc:  # one account's failure, whatever it is, stays its own
+        except Exception as exc:  # a bug in one account stays that account's failure
             error = describe(exc)
             outcome = AccountReport(
                 account=account,
@@ -306,7 +312,9 @@ def enforce_account(
                 api_calls=client.log.calls,
                 request_ids=list(client.log.request_ids),
             )
-            expired = isinstance(exc, ApiError) and exc.code.startswith("InvalidSecurityToken")
+        if outcome.error is not None:
+            cause = outcome.error
+            expired = isinstance(cause, ApiError) and cause.code.startswith("InvalidSecurityToken")
             if access is not None and expired:
                 access.forget(account)  # the next run assumes the role afresh
             outcome = _failed(outcome, started)
