@@ -159,6 +159,7 @@ def _run(
         live = client.get_security_preference()
     read_at = time.monotonic()
     outcome.unread = tuple(f.api_name for f in F.FIELDS if f.api_name not in live.values)
+    outcome.observed = {name: live.values.get(name) for name in config.baseline}
     drifts = compare(config, live, outcome.account, today)
     if not write:
         drifts = [d if d.action != "revert" else _as_check(d) for d in drifts]

@@ -137,6 +137,9 @@ class AccountReport:
     budget: dict[str, Any] | None = None
     role_arn: str | None = None
     settings: tuple[str, ...] = ()  # the settings read in this account
+    # the live value of every baseline field as the run read it (None: not returned), compliant
+    # or not: what an audit report shows for each field
+    observed: dict[str, F.Value | None] = field(default_factory=dict)
     # writable fields the read did not return: never sent, so a Set may reset them
     unread: tuple[str, ...] = ()
     # fields outside the baseline that changed between the read and the write: kept as changed
