@@ -391,3 +391,73 @@ def test_the_cli_never_touches_its_own_account_when_excluded(
     assert cli.main(["enforce", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "skipped"
     assert [c.action for c in emulator.ims.calls] == ["GetCallerIdentity"]
+
+
+# --- errors that name their cause, not Python's (one line, no exception class) ----------------
+
+
+def assert_no_python(err: str) -> None:
+    for word in ("Error:", "Exception", "Traceback", "errno", "Errno"):
+        assert word not in err, err
+
+
+def test_an_emulator_on_a_taken_port_names_the_port(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(["emulator", "--port", str(port)], capsys)
+    assert_one_line_error(code, err, f"127.0.0.1:{port}", "--port")
+    assert_no_python(err)
+
+
+def test_an_emulator_port_out_of_range_is_a_usage_error_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["emulator", "--port", "99999"])
+    err = capsys.readouterr().err
+    assert raised.value.code == 1
+    assert "--port: expected a port number from 0 to 65535, got '99999'" in err
+    assert_no_python(err)
+
+
+@pytest.mark.parametrize(
+    ("item", "names"),
+    [
+        ("Foo=1", ["--set 'Foo=1'", "Foo", "known"]),
+        ("LoginSessionDuration=99", ["--set 'LoginSessionDuration=99'", "1 to 24"]),
+        ("LoginSessionDuration", ["FIELD=VALUE"]),
+    ],
+)
+def test_a_bad_emulator_set_is_one_line_naming_the_field(capsys, item, names):
+    code, _, err = run(["emulator", "--port", "0", "--set", item], capsys)
+    assert_one_line_error(code, err, *names)
+    assert_no_python(err)
+
+
+def test_control_policy_into_a_closed_pipe_exits_0_quietly(tmp_path: Path):
+    script = "import sys; from secpref_guard import cli; sys.exit(cli.main(sys.argv[1:]))"
+    shell = f"{sys.executable} -c '{script}' control-policy --indent 2 | head -2"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert len(done.stdout.splitlines()) == 2
+
+
+def test_control_policy_guard_account_without_guard_role_is_refused(capsys):
+    code, out, err = run(["control-policy", "--guard-account", "1234567890123456"], capsys)
+    assert_one_line_error(code, err, "--guard-account", "--guard-role")
+    assert out == ""
+
+
+def test_invoke_of_a_failing_handler_prints_one_line(drifted, baseline_env, capsys):
+    drifted.ims.inject_fault("NoPermission", 403, action=SET)
+    code, _, err = run(["invoke", "scheduled.handler", "events/timer.json"], capsys)
+    assert_one_line_error(code, err, "NoPermission", "SetSecurityPreference")
+
+
+def test_invoke_of_a_missing_event_file_names_the_file(compliant, baseline_env, capsys):
+    code, _, err = run(["invoke", "scheduled.handler", "events/no-such.json"], capsys)
+    assert_one_line_error(code, err, "events/no-such.json", "No such file")
+    assert_no_python(err)

@@ -15,23 +15,23 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from .client import ApiError
-from .config import ConfigError, GuardConfig, load_config
+from .config import ConfigError, load_config
 from .control_policy import PolicyError
 from .credentials import CredentialsError, resolve
 from .errors import GuardError
 from .handlers import LOG_LEVELS, HandlerError
 from .logs import configure, redact
-from .report import AccountReport, RunReport
+from .report import RunReport
+from .table import render_report
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
-KNOWN_ERRORS = (
-    ConfigError,
-    CredentialsError,
-    GuardError,
-    PolicyError,
-    HandlerError,
-    FileNotFoundError,
-)
+KNOWN_ERRORS = (ConfigError, CredentialsError, GuardError, PolicyError, HandlerError)
+
+
+class UsageError(GuardError):
+    """A command's input that cannot be used; the message names the option and what to do."""
+
+    code = "UsageError"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +51,12 @@ def _common(default: Any) -> argparse.ArgumentParser:
         "--debug", action="store_true", default=default, help="a traceback on errors"
     )
     return common
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "emulator", parents=[common], help="serve the local IMS emulator over HTTP until stopped"
     )
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--port", type=_port, default=8765, help="0 picks a free port")
     emulator.add_argument("--access-key-id", default="test-key-id")
     emulator.add_argument("--access-key-secret", default="test-key-secret")
     emulator.add_argument("--account", default=None, help="the account the key pair belongs to")
@@ -141,19 +147,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _invoke(args)
         if args.command == "emulator":
             return _emulator(args)
+    except BrokenPipeError:
+        # the reader went away (`| head`): what it read is the output; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KNOWN_ERRORS as exc:
         return _fail(args, exc)
-    except Exception as exc:  # an unexpected failure still gets one clear line
-        return _fail(args, exc)
+    except OSError as exc:  # a file or a port: named, with the system's reason
+        where = exc.filename if exc.filename is not None else "the system"
+        return _fail(args, UsageError(f"{where}: {exc.strerror or exc}"), exc)
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        message = f"internal error: {exc} (run again with --debug for the details)"
+        return _fail(args, UsageError(message), exc)
     raise AssertionError(args.command)  # pragma: no cover
 
 
-def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+def _fail(args: argparse.Namespace, exc: BaseException, cause: BaseException | None = None) -> int:
     message = redact(str(exc)) or type(exc).__name__
-    if not isinstance(exc, KNOWN_ERRORS):
-        message = f"{type(exc).__name__}: {message}"
     if args.debug:
-        traceback.print_exc()
+        traceback.print_exception(cause or exc)
     if args.json:
         error: dict[str, Any] = {"type": type(exc).__name__, "message": message}
         if isinstance(exc, ApiError):
@@ -239,78 +252,15 @@ def exit_status(report: RunReport) -> int:
     return EXIT_OK
 
 
-def render_report(report: RunReport, config: GuardConfig) -> str:
-    """Every account of the run, then the run's totals when there was more than one."""
-    blocks = []
-    for account in report.accounts:
-        if account.status == "error":
-            blocks.append(f"account {account.account}: FAILED: {account.reason}")
-        elif account.status == "skipped":
-            blocks.append(f"account {account.account}: skipped ({account.reason})")
-        else:
-            blocks.append(render_outcome(account, config))
-    if report.single is None:
-        blocks.append(report.reason)
-    return "\n".join(blocks)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "(absent)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ";".join(str(v) for v in value) if value else "(none)"
-    return str(value)
-
-
-def render_outcome(outcome: AccountReport, config: GuardConfig) -> str:
-    """A readable before/after table of the drift."""
-    pinned = len(config.baseline)
-    head = {
-        "compliant": f"compliant: all {pinned} baseline fields match",
-        "reverted": f"reverted {sum(d.action == 'revert' for d in outcome.drift)} field(s); "
-        "verified with a fresh read",
-        "drift": f"drift in {len(outcome.drift)} of {pinned} baseline fields",
-        "contested": "contested: nothing written",
-    }.get(outcome.status, outcome.status)
-    lines = [f"account {outcome.account} ({outcome.mode}): {head}"]
-    if outcome.drift:
-        show_after = outcome.mode != "check"
-        head = ("field", "actual", "expected") + (("after",) if show_after else ())
-        rows = [(*head, "action", "expected from")]
-        for d in outcome.drift:
-            after = (_text(d.display(d.after)) if d.after_known else "?",) if show_after else ()
-            rows.append(
-                (
-                    d.field,
-                    _text(d.display(d.actual)),
-                    _text(d.display(d.expected)),
-                    *after,
-                    d.action,
-                    d.source,
-                )
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for i, row in enumerate(rows):
-            lines.append(
-                "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            )
-            if i == 0:
-                lines.append("  " + "  ".join("-" * w for w in widths))
-        notes = [f"  {d.field}: {d.note}" for d in outcome.drift if d.note]
-        lines.extend(notes)
-    if outcome.reason and outcome.status != "compliant":
-        lines.append(f"reason: {outcome.reason}")
-    lines.append(f"api calls: {outcome.api_calls}")
-    return "\n".join(lines)
-
-
 # --- control-policy --------------------------------------------------------------------------
 
 
 def _control_policy(args: argparse.Namespace) -> int:
     """The policy document only: it needs no credentials and no baseline."""
+    if args.guard_account and not args.guard_role:
+        raise UsageError(
+            "--guard-account names the account of the guard's role: give --guard-role too"
+        )
     from .config import Settings
     from .control_policy import render
 
@@ -336,7 +286,10 @@ def _control_policy(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
+    from .handlers import keep_logging
     from .local import invoke_handler
+
+    keep_logging()  # the handler logs as the CLI was told to: quiet unless asked
 
     result = invoke_handler(args.handler, args.event_file, functions_dir=args.functions_dir)
     print(result if isinstance(result, str) else json.dumps(result))
@@ -355,12 +308,19 @@ def _emulator(args: argparse.Namespace) -> int:
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+            raise UsageError(f"--set expects FIELD=VALUE (an API field name), got {item!r}")
         try:
             emulator.ims.put(account, **{name.strip(): value})
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"--set {item!r}: {exc}") from None
-    server = make_server(emulator, args.host, args.port)
+            problem = exc.args[0] if exc.args else exc
+            raise UsageError(f"--set {item!r}: {problem}") from None
+    try:
+        server = make_server(emulator, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc} (is another "
+            "emulator running there? stop it, or pass another --port)"
+        ) from None
     endpoint = f"http://{args.host}:{server.server_address[1]}"
 
     def stop(signum: int, frame: object) -> None:

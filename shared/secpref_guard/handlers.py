@@ -71,6 +71,13 @@ def _setup_logging() -> None:
             _logging_ready = True
 
 
+def keep_logging() -> None:
+    """Leave logging as it is configured (the CLI's `invoke`: quiet unless asked for)."""
+    global _logging_ready
+    with _instance_lock:
+        _logging_ready = True
+
+
 def instance_config() -> GuardConfig:
     """The configuration of this instance, validated once; the same error on every call."""
     global _config, _config_error
