@@ -13,7 +13,7 @@ import re
 import pytest
 import responses
 
-from secpref_guard.client import ImsClient, RetryPolicy
+from secpref_guard.client import ApiError, ImsClient, RetryPolicy
 from secpref_guard.config import ConfigError, load_config
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Emulator
@@ -112,6 +112,93 @@ def test_the_capital_scheme_reaches_the_sdk_as_https():
         )
         client.get_security_preference()
     assert emulator.ims.calls[-1].action == "GetSecurityPreference"
+
+
+@pytest.mark.parametrize(
+    ("variable", "default_host", "call"),
+    [
+        ("GUARD_IMS_ENDPOINT", "ims.aliyuncs.com", "ims"),
+        ("GUARD_STS_ENDPOINT", "sts.aliyuncs.com", "sts"),
+        ("GUARD_RESOURCEMANAGER_ENDPOINT", "resourcemanager.aliyuncs.com", "resourcemanager"),
+    ],
+)
+def test_each_rpc_endpoint_in_capitals_is_called_over_https_at_its_host(
+    variable, default_host, call
+):
+    """IMS, STS and Resource Manager: the configured value, in capitals, reaches the wire as
+    ``https://<host>/`` with the token in the query, never ``http://https//...``."""
+    from secpref_guard.accounts import ResourceManagerClient, StsClient
+
+    settings = settings_with(variable, f"HTTPS://{default_host.upper()}")
+    endpoint = getattr(settings, ENDPOINTS[variable])
+    seen: list[str] = []
+    with responses.RequestsMock(target=SDK_SEND, assert_all_requests_are_fired=False) as rsps:
+
+        def reply(request):
+            seen.append(request.url)
+            return 400, {}, '{"Code": "InvalidParameter", "Message": "stop", "RequestId": "r"}'
+
+        rsps.add_callback("POST", re.compile(r".*"), callback=reply)
+        credentials = Credentials("STS.key-id", "key-secret", "the-security-token")
+        client = {
+            "ims": lambda: ImsClient(endpoint, credentials, retry=RetryPolicy(attempts=1)),
+            "sts": lambda: StsClient(endpoint, credentials, retry=RetryPolicy(attempts=1)),
+            "resourcemanager": lambda: ResourceManagerClient(
+                endpoint, credentials, retry=RetryPolicy(attempts=1)
+            ),
+        }[call]()
+        with pytest.raises(ApiError):  # the reply is an error on purpose: one request
+            {
+                "ims": lambda: client.get_security_preference(),
+                "sts": lambda: client.get_caller_identity(),
+                "resourcemanager": lambda: client.list_accounts(),
+            }[call]()
+    assert seen
+    assert all(url.startswith(f"https://{default_host}/?") for url in seen), seen
+    assert all("SecurityToken=the-security-token" in url for url in seen)
+
+
+def test_the_budget_endpoint_in_capitals_reaches_oss_over_https():
+    from fake_oss import ACCESS_KEY_ID, ACCESS_KEY_SECRET, DEFAULT_BUCKET, mock_oss
+    from secpref_guard.budget import from_settings
+
+    settings = load_config(
+        {
+            **SOME_BASELINE,
+            "GUARD_BUDGET_BUCKET": DEFAULT_BUCKET,
+            "GUARD_BUDGET_ENDPOINT": "HTTPS://OSS-CN-HANGZHOU.aliyuncs.com",
+        }
+    ).settings
+    with mock_oss() as fake:
+        budget = from_settings(settings, Credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET))
+        assert budget is not None
+        budget.record("1234567890123456")
+        check = budget.check("1234567890123456")
+    assert check.error is None
+    assert len(check.recent) == 1
+    assert fake.count("AppendObject") == 1
+
+
+def test_the_fc_endpoint_in_capitals_is_invoked_over_https():
+    from secpref_guard.worker_invoke import WorkerInvoker
+
+    endpoint = settings_with(
+        "GUARD_FC_ENDPOINT", "HTTPS://1234567890123456.CN-HANGZHOU-internal.fc.aliyuncs.com"
+    ).fc_endpoint
+    seen: list[str] = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+
+        def reply(request):
+            seen.append(request.url)
+            return 202, {"x-fc-request-id": "req-1"}, b""
+
+        rsps.add_callback("POST", re.compile(r".*"), callback=reply)
+        invoker = WorkerInvoker(endpoint, Credentials("key-id", "key-secret"))
+        assert invoker.invoke_async("secpref-guard-worker", b"{}") == "req-1"
+    assert seen == [
+        "https://1234567890123456.cn-hangzhou-internal.fc.aliyuncs.com"
+        "/2023-03-30/functions/secpref-guard-worker/invocations"
+    ]
 
 
 def test_a_client_given_a_capital_scheme_still_speaks_https():
