@@ -127,7 +127,8 @@ def test_each_rpc_endpoint_in_capitals_is_called_over_https_at_its_host(
 ):
     """IMS, STS and Resource Manager: the configured value, in capitals, reaches the wire as
     ``https://<host>/`` with the token in the query, never ``http://https//...``."""
-    from secpref_guard.accounts import ResourceManagerClient, StsClient
+    from secpref_guard.directory import ResourceManagerClient
+    from secpref_guard.member_access import StsClient
 
     settings = settings_with(variable, f"HTTPS://{default_host.upper()}")
     endpoint = getattr(settings, ENDPOINTS[variable])

@@ -26,11 +26,11 @@ import responses
 from org_support import REQUESTS_SEND, WORKER
 from secpref_guard.client import ApiError, RetryPolicy
 from secpref_guard.credentials import Credentials
+from secpref_guard.dispatch import fc_authorization
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.fc import MAX_SKEW_SECONDS
 from secpref_guard.emulator.resourcemanager import Organisation, organisation
 from secpref_guard.emulator.server import BackgroundServer
-from secpref_guard.fanout import fc_authorization
 from secpref_guard.logs import configure
 from secpref_guard.worker_invoke import WorkerInvoker
 
@@ -417,7 +417,8 @@ def test_an_exact_replay_of_an_fc2_signed_request_is_refused(org: Organisation) 
 
 def test_the_handlers_do_not_import_the_fc_sdk() -> None:
     code = (
-        "import sys, secpref_guard.handlers, secpref_guard.fanout, secpref_guard.worker_invoke\n"
+        "import sys, secpref_guard.handlers, secpref_guard.run, secpref_guard.dispatch\n"
+        "import secpref_guard.worker_invoke\n"
         "loaded = [m for m in ('alibabacloud_fc20230330', 'aiohttp', 'darabonba') "
         "if m in sys.modules]\n"
         "print(','.join(loaded))\n"
@@ -431,12 +432,13 @@ def test_the_handlers_do_not_import_the_fc_sdk() -> None:
 # --- as the fan-out will use it ----------------------------------------------------------------
 
 
-def test_the_fanouts_dispatch_sends_every_batch_through_the_worker_invoker(
+def test_dispatch_sends_every_batch_through_the_worker_invoker(
     org: Organisation,
 ) -> None:
-    """fanout.dispatch takes any object with ``invoke_async``: concurrent dispatches of distinct
-    batches each get their own nonce and arrive intact."""
-    from secpref_guard.fanout import dispatch, make_batches, parse_batch
+    """dispatch.dispatch takes any object with ``invoke_async``: concurrent dispatches of
+    distinct batches each get their own nonce and arrive intact."""
+    from secpref_guard.batch import make_batches, parse_batch
+    from secpref_guard.dispatch import dispatch
 
     received: list[bytes] = []
     org.fc.add_function(org.management_account, WORKER, lambda event, c: received.append(event))
