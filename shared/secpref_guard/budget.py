@@ -37,7 +37,10 @@ Requests per path (``requests`` counts them for the bench)
       latency. Each other instance that appended in between costs one more AppendObject (the
       409 names the new position); a revert in the last window-length of a period costs one
       or two more (the copy into the next period's object, whose length is not known yet);
-    - store unreadable: 1 GetObject (failed); the write goes ahead and the record is tried.
+    - store unreadable: 1 GetObject (failed); the write goes ahead and the record is tried;
+    - an append that fails on the network or with a 5xx is retried by client.with_retries
+      (DEFAULT_RETRY, or the ``retry`` given), never past the ``deadline`` given: one more
+      AppendObject per retry.
 
 The baseline wins: a ``check`` that cannot read the store (network, 403, 5xx, content that
 is not ours) returns ``allowed=True`` with ``error`` set, and ``record`` logs its failures and
