@@ -9,12 +9,18 @@ normalised into the one form every client reads the same way.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 import responses
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
+from urllib3.util import parse_url
 
 from secpref_guard.client import ApiError, ImsClient, RetryPolicy
-from secpref_guard.config import ConfigError, load_config
+from secpref_guard.config import ConfigError, _endpoint, _url, load_config
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Emulator
 from secpref_guard.emulator.mock import SDK_SEND, mock_endpoint
@@ -305,3 +311,47 @@ def test_every_field_of_the_table_is_known_in_its_exact_spelling_only():
 def test_unrelated_variables_are_left_alone():
     config = load_config({**SOME_BASELINE, "PATH": "/bin", "guardian": "x", "BASELINEX": "1"})
     assert config.baseline == {"EnableSaveMFATicket": False}
+
+
+# --- what is accepted is read the same way by the HTTP clients ---------------------------------
+
+URLISH = st.text(alphabet="hHtTpPsS:/.[]@?#%-_~0123456789abcdefxAZ \u0131\u212a", max_size=40)
+
+
+@examples(max_examples=400, deadline=None)
+@given(tail=URLISH, scheme=st.sampled_from(["https://", "HTTPS://", "http://", "Http://", ""]))
+def test_an_accepted_endpoint_means_the_same_to_urllib3_and_requests(scheme, tail):
+    """Whatever the endpoint parser accepts, urllib3 (which requests and both SDKs use) reads as
+    the same scheme, host and port, with no user information and no path; and it is stable."""
+    value = scheme + tail
+    try:
+        endpoint = _endpoint(value)
+    except ValueError:
+        return
+    parsed = parse_url(endpoint)
+    ours = urlsplit(endpoint)
+    assert parsed.scheme in ("https", "http")
+    assert parsed.auth is None
+    assert parsed.path in (None, "")
+    assert parsed.query is None
+    assert parsed.fragment is None
+    assert (parsed.host or "").strip("[]") == ours.hostname
+    assert parsed.port == ours.port
+    assert _endpoint(endpoint) == endpoint
+    requests.Request("POST", endpoint + "/").prepare()  # no late ValueError
+
+
+@examples(max_examples=400, deadline=None)
+@given(tail=URLISH)
+def test_an_accepted_webhook_can_be_sent_to(tail):
+    """The finding: a webhook URL that passed the configuration failed at send time with a bare
+    ValueError. Whatever is accepted now prepares as a request, to the host it names."""
+    value = "https://" + tail
+    try:
+        url = _url(value)
+    except ValueError:
+        return
+    prepared = requests.Request("POST", url).prepare()
+    assert parse_url(prepared.url).host == parse_url(url).host
+    assert parse_url(url).auth is None
+    assert parse_url(url).fragment is None
