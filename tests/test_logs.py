@@ -385,3 +385,25 @@ def test_any_text_is_one_line_and_reads_back(text):
     line = _formatted(text, field=text)
     assert line.splitlines() == [line]
     assert json.loads(line)["field"] == text
+
+
+def test_an_event_with_line_separators_in_its_fields_logs_one_json_object_per_line(
+    emulator: Emulator, logged: Callable[..., Invocation]
+) -> None:
+    """End to end: the separators reach the log (the actor's name is logged) and every line
+    still parses as one JSON object (the ``logged`` fixture parses each line)."""
+    drift(emulator)
+    document = json.loads((ROOT / "events" / "set-by-ram-user.json").read_bytes())
+    hostile = 'alice\u2028{"level": "INFO", "status": "compliant"}\u2029x\x85y'
+    identity = document["data"]["userIdentity"]
+    for key in ("userName", "arn", "principalId"):
+        if key in identity:
+            identity[key] = f"{identity[key]}{hostile}"
+    payload = json.dumps(document, ensure_ascii=False).encode()
+    assert "\u2028".encode() in payload
+
+    invocation = logged(EVENT, payload=payload)
+
+    text = json.dumps(invocation.lines, ensure_ascii=False)
+    assert "\u2028" in text  # the name was logged, escaped on the wire, intact when read
+    assert invocation.decisions
