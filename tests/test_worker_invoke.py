@@ -79,6 +79,26 @@ def invoker(
     return WorkerInvoker(ENDPOINT, credentials or guard(o), **kwargs)
 
 
+def signed_request(o: Organisation, *, qualifier: str | None = None, forward: bool = False) -> Any:
+    """The request the SDK sends for one invocation of PAYLOAD, captured on the wire; with
+    ``forward`` the emulator also receives it, otherwise a 202 is answered without it."""
+    sent: list[Any] = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+
+        def capture(request: Any) -> tuple[int, dict[str, str], bytes]:
+            sent.append(request)
+            if forward:
+                return o.emulator.handle(
+                    request.method, request.url, dict(request.headers), request.body
+                )
+            return 202, {"x-fc-request-id": "captured"}, b""
+
+        rsps.add_callback("POST", f"{ENDPOINT}/2023-03-30/functions/{WORKER}/invocations", capture)
+        invoker(o).invoke_async(WORKER, PAYLOAD, qualifier=qualifier)
+    (request,) = sent
+    return request
+
+
 # --- the call --------------------------------------------------------------------------------
 
 
@@ -102,19 +122,8 @@ def test_an_async_invocation_is_accepted_and_runs_the_worker_with_the_payload(
 
 
 def test_the_sdk_signs_with_acs3_and_sends_the_sts_token(org: Organisation) -> None:
-    sent: list[Any] = []
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    request = signed_request(org, qualifier="LATEST", forward=True)
 
-        def capture(request: Any) -> tuple[int, dict[str, str], bytes]:
-            sent.append(request)
-            return org.emulator.handle(
-                request.method, request.url, dict(request.headers), request.body
-            )
-
-        rsps.add_callback("POST", f"{ENDPOINT}/2023-03-30/functions/{WORKER}/invocations", capture)
-        invoker(org).invoke_async(WORKER, PAYLOAD, qualifier="LATEST")
-
-    (request,) = sent
     headers = {k.lower(): v for k, v in request.headers.items()}
     assert headers["authorization"].startswith(
         f"ACS3-HMAC-SHA256 Credential={org.guard_key[0]},SignedHeaders="
@@ -194,18 +203,7 @@ def test_a_reused_nonce_is_refused(org: Organisation, monkeypatch: pytest.Monkey
 
 
 def test_an_exact_replay_of_a_signed_request_is_refused(org: Organisation) -> None:
-    sent: list[Any] = []
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-
-        def capture(request: Any) -> tuple[int, dict[str, str], bytes]:
-            sent.append(request)
-            return org.emulator.handle(
-                request.method, request.url, dict(request.headers), request.body
-            )
-
-        rsps.add_callback("POST", f"{ENDPOINT}/2023-03-30/functions/{WORKER}/invocations", capture)
-        invoker(org).invoke_async(WORKER, PAYLOAD)
-    (request,) = sent
+    request = signed_request(org, forward=True)
 
     status, _, body = org.emulator.handle(
         request.method, request.url, dict(request.headers), request.body
@@ -228,16 +226,7 @@ def test_an_exact_replay_of_a_signed_request_is_refused(org: Organisation) -> No
 def test_a_request_changed_after_signing_is_refused(
     org: Organisation, tamper: str, code: str
 ) -> None:
-    sent: list[Any] = []
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-
-        def capture(request: Any) -> tuple[int, dict[str, str], bytes]:
-            sent.append(request)
-            return 202, {"x-fc-request-id": "captured"}, b""
-
-        rsps.add_callback("POST", f"{ENDPOINT}/2023-03-30/functions/{WORKER}/invocations", capture)
-        invoker(org).invoke_async(WORKER, PAYLOAD, qualifier="LATEST")
-    (request,) = sent
+    request = signed_request(org, qualifier="LATEST")
     url, headers, body = request.url, dict(request.headers), request.body
     if tamper == "body":
         body = b'{"accounts": ["someone else"]}'
@@ -453,3 +442,30 @@ def test_dispatch_sends_every_batch_through_the_worker_invoker(
     assert sorted(received) == sorted(b.payload() for b in batches)
     got = [a for payload in received for a in parse_batch(payload).accounts]
     assert sorted(got) == accounts
+
+
+@pytest.mark.parametrize(
+    "header", ["x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256", "host"]
+)
+def test_a_signed_request_without_a_required_header_is_refused(
+    org: Organisation, header: str
+) -> None:
+    request = signed_request(org)
+    headers = {k: v for k, v in request.headers.items() if k.lower() != header}
+
+    status, _, reply = org.emulator.handle("POST", request.url, headers, request.body)
+
+    assert (status, json.loads(reply)["Code"]) == (400, "MissingRequiredHeader")
+    assert header in json.loads(reply)["Message"]
+
+
+def test_a_malformed_acs3_date_is_refused(org: Organisation) -> None:
+    request = signed_request(org)
+    headers = {
+        k: ("Tue, 01 Dec 2026 10:00:00 GMT" if k.lower() == "x-acs-date" else v)
+        for k, v in request.headers.items()
+    }
+
+    status, _, reply = org.emulator.handle("POST", request.url, headers, request.body)
+
+    assert (status, json.loads(reply)["Code"]) == (400, "InvalidArgument")
