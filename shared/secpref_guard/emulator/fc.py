@@ -348,16 +348,24 @@ class FcBackend:
         for key in [k for k, at in seen.items() if at < horizon]:
             del seen[key]
 
-    def _accept_once(self, replay_key: tuple[str, str]) -> None:
+    def _use_once(self, seen: dict[Any, float], key: Any, error: FcError) -> None:
+        """Record ``key`` as used now; raise ``error`` if it was used within the window."""
         with self.lock:
-            self._forget_old(self._accepted)
-            if replay_key in self._accepted:
-                raise FcError(
-                    403,
-                    "AccessDenied",
-                    "this signed request was already accepted (a replay): sign every request anew",
-                )
-            self._accepted[replay_key] = self.clock()
+            self._forget_old(seen)
+            if key in seen:
+                raise error
+            seen[key] = self.clock()
+
+    def _accept_once(self, replay_key: tuple[str, str]) -> None:
+        self._use_once(
+            self._accepted,
+            replay_key,
+            FcError(
+                403,
+                "AccessDenied",
+                "this signed request was already accepted (a replay): sign every request anew",
+            ),
+        )
 
     def _key(self, key_id: str) -> KeyPair:
         key = self.emulator.keys.get(key_id)
@@ -467,15 +475,11 @@ class FcBackend:
             )
         self._check_skew(when, "x-acs-date")
         nonce = lower["x-acs-signature-nonce"]
-        with self.lock:
-            self._forget_old(self._nonces)
-            if nonce in self._nonces:
-                raise FcError(
-                    403,
-                    "SignatureNonceUsed",
-                    f"the signature nonce {nonce!r} was used already",
-                )
-            self._nonces[nonce] = self.clock()
+        self._use_once(
+            self._nonces,
+            nonce,
+            FcError(403, "SignatureNonceUsed", f"the signature nonce {nonce!r} was used already"),
+        )
         token = lower.get("x-acs-security-token")
         if (key.security_token or None) != (token or None):
             raise FcError(
