@@ -469,3 +469,32 @@ def test_a_malformed_acs3_date_is_refused(org: Organisation) -> None:
     status, _, reply = org.emulator.handle("POST", request.url, headers, request.body)
 
     assert (status, json.loads(reply)["Code"]) == (400, "InvalidArgument")
+
+
+def test_an_error_reply_that_is_not_json_is_transient_and_retried() -> None:
+    """A proxy's HTML 502 in front of Function Compute: retried, and its body never quoted."""
+    import re
+
+    waits: list[float] = []
+    with responses.RequestsMock() as rsps:
+        url = re.compile(r"https://1\.cn-hangzhou\.fc\.aliyuncs\.com/.*")
+        rsps.add(responses.POST, url, status=502, body="<html>secret-ish page</html>")
+        rsps.add(responses.POST, url, status=202, headers={"x-fc-request-id": "after-502"})
+        live = WorkerInvoker(
+            "https://1.cn-hangzhou.fc.aliyuncs.com",
+            Credentials("key-id", "key-secret"),
+            retry=RetryPolicy(sleep=waits.append),
+        )
+        assert live.invoke_async(WORKER, b"{}") == "after-502"
+    assert len(waits) == 1
+
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, url, status=502, body="<html>secret-ish page</html>")
+        with pytest.raises(ApiError) as raised:
+            WorkerInvoker(
+                "https://1.cn-hangzhou.fc.aliyuncs.com",
+                Credentials("key-id", "key-secret"),
+                retry=ONE_TRY,
+            ).invoke_async(WORKER, b"{}")
+    assert raised.value.code == "SDK.UnknownServerError"
+    assert "secret-ish" not in str(raised.value)

@@ -159,6 +159,12 @@ def _api_error(exc: Exception) -> ApiError:
         )
     cause = getattr(exc, "inner_exception", None) or exc
     text = f"{getattr(cause, 'message', '')} {cause}".lower()
+    if "parse the value as json" in text:
+        # An error reply that is not JSON (a proxy's 502 page): the SDK keeps no status. The
+        # RPC SDK's name for it, which the retry policy treats as transient; no body quoted.
+        return ApiError(
+            ACTION, "SDK.UnknownServerError", "Function Compute answered with a non-JSON error"
+        )
     if "timed out" in text or "timeout" in text:
         return ApiError(ACTION, "SDK.TimeoutError", "Function Compute did not answer in time")
     if type(cause).__name__ in ("RetryError", "UnretryableException") or isinstance(cause, OSError):
