@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -473,8 +474,6 @@ def test_a_malformed_acs3_date_is_refused(org: Organisation) -> None:
 
 def test_an_error_reply_that_is_not_json_is_transient_and_retried() -> None:
     """A proxy's HTML 502 in front of Function Compute: retried, and its body never quoted."""
-    import re
-
     waits: list[float] = []
     with responses.RequestsMock() as rsps:
         url = re.compile(r"https://1\.cn-hangzhou\.fc\.aliyuncs\.com/.*")
