@@ -23,23 +23,13 @@ from hypothesis import strategies as st
 from Tea.request import TeaRequest
 
 from secpref_guard.credentials import Credentials
-
-try:  # notify is becoming a package (notify/eventbridge.py); until then, one module
-    from secpref_guard.notify.eventbridge import (
-        EVENTBRIDGE_PATH,
-        EventBridgeChannel,
-        EventBus,
-        eventbridge_signature,
-        eventbridge_string_to_sign,
-    )
-except ModuleNotFoundError:
-    from secpref_guard.notify import (  # type: ignore[no-redef]
-        EVENTBRIDGE_PATH,
-        EventBridgeChannel,
-        EventBus,
-        eventbridge_signature,
-        eventbridge_string_to_sign,
-    )
+from secpref_guard.notify.eventbridge import (
+    EVENTBRIDGE_PATH,
+    EventBridgeChannel,
+    EventBus,
+    eventbridge_signature,
+    eventbridge_string_to_sign,
+)
 
 # Header values as HTTP can carry them (no line breaks), but any other text: unicode included.
 VALUES = st.text(
