@@ -31,10 +31,13 @@ from secpref_guard.budget import (
     period_days,
     region_from_endpoint,
 )
+from secpref_guard.client import RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.logs import get_logger
 
 ACCOUNT = "1234567890123456"
+# Appends retried at once: the tests below that look at waits give their own clock.
+NO_WAIT = RetryPolicy(attempts=3, sleep=lambda seconds: None)
 T0 = datetime(2025, 6, 1, 10, 0, tzinfo=timezone.utc)
 
 
@@ -73,9 +76,7 @@ def new_budget(
         DEFAULT_BUCKET,
         DEFAULT_ENDPOINT,
     )
-    return RevertBudget(
-        bucket, max_reverts, window_minutes, clock=clock, sleep=lambda seconds: None
-    )
+    return RevertBudget(bucket, max_reverts, window_minutes, clock=clock, retry=NO_WAIT)
 
 
 @pytest.fixture
@@ -550,3 +551,136 @@ def test_the_fake_answers_like_oss(fake: FakeOss) -> None:
     result = bucket.get_object("a/log")
     assert (result.read(), result.object_type) == (b"one\n", "Appendable")
     assert result.headers["x-oss-next-append-position"] == "4"
+
+
+# -- the append's retry is the project's one mechanism (issue 14, finding 6) ---------------------
+
+
+class MonotonicClock:
+    """The retry clock of client.with_retries, advanced only by its own sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def budget_on(
+    clock: Clock, monotonic: MonotonicClock, *, deadline: float | None = None, attempts: int = 5
+) -> RevertBudget:
+    bucket = open_bucket(
+        Credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET), DEFAULT_BUCKET, DEFAULT_ENDPOINT
+    )
+    policy = RetryPolicy(
+        attempts=attempts,
+        total_seconds=30.0,
+        initial_wait=0.2,
+        max_wait=4.0,
+        sleep=monotonic.sleep,
+        clock=monotonic,
+    )
+    return RevertBudget(bucket, 3, 60, clock=clock, retry=policy, deadline=deadline)
+
+
+def test_append_retries_back_off_with_jitter_on_the_retry_clock(
+    fake: FakeOss, clock: Clock
+) -> None:
+    rounds = []
+    for _ in range(6):
+        monotonic = MonotonicClock()
+        fake.fail(503, "ServiceUnavailable", times=3, operation="AppendObject")
+        budget_on(clock, monotonic).record(ACCOUNT)
+        rounds.append(monotonic.waits)
+
+    for waits in rounds:
+        assert len(waits) == 3  # three failures, three waits, the fourth try lands
+        # exponential from 0.2 s (0.2, 0.4, 0.8), plus up to 0.2 s of random jitter each
+        for wait, base in zip(waits, (0.2, 0.4, 0.8), strict=True):
+            assert base <= wait <= base + 0.2
+    assert len({tuple(waits) for waits in rounds}) > 1  # jitter: not the same waits every time
+    assert len(budget_on(clock, MonotonicClock()).check(ACCOUNT).recent) == 6
+
+
+def test_the_append_gives_up_at_the_policys_attempts(
+    fake: FakeOss, clock: Clock, guard_log: pytest.LogCaptureFixture
+) -> None:
+    fake.fail(503, "ServiceUnavailable", times=None, operation="AppendObject")
+
+    budget_on(clock, MonotonicClock(), attempts=2).record(ACCOUNT)
+
+    assert fake.count("AppendObject") == 2
+    (line,) = [
+        r for r in guard_log.records if r.getMessage() == "revert not counted in the revert budget"
+    ]
+    assert "after 2 attempts" in line.fields["error"]  # type: ignore[attr-defined]
+    assert "ServiceUnavailable" in line.fields["error"]  # type: ignore[attr-defined]
+
+
+def test_no_append_starts_past_the_invocations_deadline(
+    fake: FakeOss, clock: Clock, guard_log: pytest.LogCaptureFixture
+) -> None:
+    monotonic = MonotonicClock()
+    budget = budget_on(clock, monotonic, deadline=monotonic.now + 0.5)
+
+    budget.record(ACCOUNT)
+
+    assert fake.count("AppendObject") == 0
+    (line,) = [
+        r for r in guard_log.records if r.getMessage() == "revert not counted in the revert budget"
+    ]
+    assert "time budget" in line.fields["error"]  # type: ignore[attr-defined]
+
+
+def test_no_retry_waits_past_the_invocations_deadline(fake: FakeOss, clock: Clock) -> None:
+    """The old loop slept 0.2 s, 0.4 s whatever the invocation had left."""
+    monotonic = MonotonicClock()
+    fake.fail(503, "ServiceUnavailable", times=None, operation="AppendObject")
+    deadline = monotonic.now + 2.0
+
+    budget_on(clock, monotonic, deadline=deadline).record(ACCOUNT)
+
+    assert 1 <= fake.count("AppendObject") < 5
+    assert monotonic.now <= deadline
+
+
+def test_a_permanent_append_failure_is_not_retried(fake: FakeOss, clock: Clock) -> None:
+    monotonic = MonotonicClock()
+    fake.fail(403, "AccessDenied", "no oss:PutObject", times=None, operation="AppendObject")
+
+    budget_on(clock, monotonic).record(ACCOUNT)
+
+    assert fake.count("AppendObject") == 1
+    assert monotonic.waits == []
+
+
+def test_from_settings_binds_the_appends_to_the_given_retry_and_deadline(fake: FakeOss) -> None:
+    from secpref_guard.config import load_config
+
+    settings = load_config(
+        {
+            "BASELINE_ENABLE_SAVE_MFA_TICKET": "false",
+            "GUARD_BUDGET_BUCKET": DEFAULT_BUCKET,
+            "GUARD_BUDGET_ENDPOINT": DEFAULT_ENDPOINT,
+        }
+    ).settings
+    monotonic = MonotonicClock()
+    policy = RetryPolicy(sleep=monotonic.sleep, clock=monotonic)
+
+    budget = budget_module.from_settings(
+        settings,
+        Credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET),
+        retry=policy,
+        deadline=monotonic.now + 0.5,
+    )
+
+    assert budget is not None
+    assert budget.retry is policy
+    assert budget.deadline == monotonic.now + 0.5
+    budget.record(ACCOUNT)
+    assert fake.count("AppendObject") == 0  # the deadline had passed

@@ -307,8 +307,8 @@ def test_fc_requests_without_date_or_signature_are_refused(org: Organisation) ->
     undated = requests.post(
         url, data=b"{}", timeout=5, headers={"authorization": f"FC {key_id}:abc"}
     )
-    assert (unsigned.status_code, unsigned.json()["ErrorCode"]) == (403, "AccessDenied")
-    assert (undated.status_code, undated.json()["ErrorCode"]) == (400, "MissingRequiredHeader")
+    assert (unsigned.status_code, unsigned.json()["Code"]) == (403, "AccessDenied")
+    assert (undated.status_code, undated.json()["Code"]) == (400, "MissingRequiredHeader")
     assert undated.headers["x-fc-request-id"] == undated.json()["RequestId"]
 
 

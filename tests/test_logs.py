@@ -7,11 +7,15 @@ decides what is written."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from secpref_guard import handlers
 from secpref_guard import run as run_module
@@ -322,3 +326,84 @@ def test_guard_log_level_filters_the_decisions(
 
     emulator.ims.inject_fault("NoPermission", 403)
     assert len(logged(TIMER, level).decisions) == failed
+
+
+# --- one record, one line (issue 14, finding 5) --------------------------------------------------
+
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _formatted(message: str, **fields: Any) -> str:
+    from secpref_guard.logs import JsonFormatter
+
+    record = logging.LogRecord("secpref_guard", logging.INFO, __file__, 1, message, None, None)
+    record.fields = fields
+    try:
+        raise ValueError(message)
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    return JsonFormatter().format(record)
+
+
+@pytest.mark.parametrize("separator", list(LINE_BREAKS))
+def test_every_line_separator_in_a_record_is_escaped(separator):
+    text = f"eventName{separator}SetSecurityPreference"
+    line = _formatted(text, userName=text, nested={"k": [text]})
+    assert line.splitlines() == [line]
+    assert separator not in line
+    document = json.loads(line)
+    assert document["message"] == text
+    assert document["userName"] == text
+    assert document["nested"] == {"k": [text]}
+    assert document["error"] == text
+
+
+def test_a_record_from_an_event_with_unicode_separators_stays_one_line():
+    """The finding: U+2028, U+2029 and U+0085 from an event reached log lines raw."""
+    hostile = 'alice\u2028{"level": "INFO", "message": "forged"}\u2029\x85end'
+    line = _formatted("actor", actor=hostile, plain="ünïcödé stays as it is")
+    assert len(line.splitlines()) == 1
+    assert json.loads(line)["actor"] == hostile
+    assert "ünïcödé" in line  # only line separators are escaped, not every non-ASCII letter
+
+
+def test_a_secret_containing_a_separator_is_still_masked():
+    from secpref_guard.logs import forget_secrets, register_secret
+
+    secret = "s3cret\u2028value"
+    register_secret(secret, scope="test-line-separators")
+    try:
+        line = _formatted(f"token {secret}")
+    finally:
+        forget_secrets("test-line-separators")
+    assert "s3cret" not in line
+    assert line.splitlines() == [line]
+
+
+@given(st.text(alphabet=st.sampled_from([*LINE_BREAKS, *'ab é"\\']), max_size=40))
+def test_any_text_is_one_line_and_reads_back(text):
+    line = _formatted(text, field=text)
+    assert line.splitlines() == [line]
+    assert json.loads(line)["field"] == text
+
+
+def test_an_event_with_line_separators_in_its_fields_logs_one_json_object_per_line(
+    emulator: Emulator, logged: Callable[..., Invocation]
+) -> None:
+    """End to end: the separators reach the log (the actor's name is logged) and every line
+    still parses as one JSON object (the ``logged`` fixture parses each line)."""
+    drift(emulator)
+    document = json.loads((ROOT / "events" / "set-by-ram-user.json").read_bytes())
+    hostile = 'alice\u2028{"level": "INFO", "status": "compliant"}\u2029x\x85y'
+    identity = document["data"]["userIdentity"]
+    for key in ("userName", "arn", "principalId"):
+        if key in identity:
+            identity[key] = f"{identity[key]}{hostile}"
+    payload = json.dumps(document, ensure_ascii=False).encode()
+    assert "\u2028".encode() in payload
+
+    invocation = logged(EVENT, payload=payload)
+
+    text = json.dumps(invocation.lines, ensure_ascii=False)
+    assert "\u2028" in text  # the name was logged, escaped on the wire, intact when read
+    assert invocation.decisions

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,18 +31,17 @@ def _s_binary() -> str | None:
     return shutil.which("s")
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def render(home: Path, template: Path = ROOT / "template.yml") -> dict[str, Any]:
+    """``s preview`` of a template (offline); the CLI is required on CI."""
     binary = _s_binary()
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("the Serverless Devs CLI is missing: `make tools` installs it")
         pytest.skip("the Serverless Devs CLI is not installed (make tools)")
-    home = tmp_path_factory.mktemp("s-home")
     env = {**os.environ, "HOME": str(home)}
     completed = subprocess.run(
-        [binary, "preview", "-t", "template.yml", "-o", "json"],
-        cwd=ROOT,
+        [binary, "preview", "-t", str(template), "-o", "json"],
+        cwd=template.parent,
         env=env,
         capture_output=True,
         text=True,
@@ -53,6 +53,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     text = completed.stdout
     start = text.find("\n{") + 1 if not text.startswith("{") else 0
     return json.loads(text[start:])
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return render(tmp_path_factory.mktemp("s-home"))
 
 
 def worker_name(rendered: dict[str, Any]) -> str:
@@ -114,6 +119,54 @@ def resources_of_type(rendered: dict[str, Any], kind: str) -> list[dict[str, Any
     return [r for r in role_template(rendered)["Resources"].values() if r["Type"] == kind]
 
 
+def grants_of(policies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Action -> Resource over the policies' statements (every statement an Allow)."""
+    grants: dict[str, Any] = {}
+    for policy in policies:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"]
+            for action in [actions] if isinstance(actions, str) else actions:
+                grants[action] = statement["Resource"]
+    return grants
+
+
+def condition_holds(template: dict[str, Any], name: str) -> bool:
+    """The ROS condition, for the subset of functions the template uses (no parameters)."""
+
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            ((function, argument),) = node.items()
+            if function == "Fn::Not":
+                return not evaluate(argument[0] if isinstance(argument, list) else argument)
+            if function == "Fn::Equals":
+                left, right = (evaluate(a) for a in argument)
+                return left == right
+            raise AssertionError(f"unexpected function {function}")
+        return node
+
+    return bool(evaluate(template["Conditions"][name]))
+
+
+def effective_grants(rendered: dict[str, Any]) -> dict[str, Any]:
+    """What the role may do once deployed: its inline policies, and each managed policy attached
+    to it whose condition holds."""
+    template = role_template(rendered)
+    (role,) = resources_of_type(rendered, "ALIYUN::RAM::Role")
+    policies = list(role["Properties"]["Policies"])
+    for resource in template["Resources"].values():
+        if resource["Type"] != "ALIYUN::RAM::ManagedPolicy":
+            continue
+        assert resource["Properties"]["Roles"] == [{"Fn::GetAtt": ["GuardRole", "RoleName"]}]
+        if "Condition" not in resource or condition_holds(template, resource["Condition"]):
+            policies.append(resource["Properties"])
+    return grants_of(policies)
+
+
+def vars_of(rendered: dict[str, Any]) -> dict[str, Any]:
+    return rendered["vars"]
+
+
 def test_role_is_trusted_by_function_compute_and_allowed_only_its_job(
     rendered: dict[str, Any],
 ) -> None:
@@ -127,30 +180,13 @@ def test_role_is_trusted_by_function_compute_and_allowed_only_its_job(
             "Principal": {"Service": ["fc.aliyuncs.com"]},
         }
     ]
-    grants: dict[str, Any] = {}
-    for policy in props["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            assert statement["Effect"] == "Allow"
-            actions = statement["Action"]
-            for action in [actions] if isinstance(actions, str) else actions:
-                grants[action] = statement["Resource"]
-    # the preference actions; the budget store's own actions on its own prefix only; and for
-    # many accounts: entering members through the member-access role, listing them, and
-    # invoking the worker function (nothing else)
-    assert set(grants) == GUARD_ACTIONS | {
-        "oss:GetObject",
-        "oss:PutObject",
-        "sts:AssumeRole",
-        "resourcemanager:ListAccounts",
-        "fc:InvokeFunction",
-    }
+    grants = effective_grants(rendered)
+    # A self-only deployment (the template's default): the preference actions and the budget
+    # store's own actions on its own prefix, nothing for other accounts.
+    assert vars_of(rendered)["targets"] == "self"
+    assert set(grants) == GUARD_ACTIONS | {"oss:GetObject", "oss:PutObject"}
     for action in GUARD_ACTIONS:
         assert grants[action] == "*"
-    assert grants["resourcemanager:ListAccounts"] == "*"
-    assert grants["sts:AssumeRole"] == "acs:ram:*:*:role/resourcedirectoryaccountaccessrole"
-    separator, parts = grants["fc:InvokeFunction"]["Fn::Join"]
-    assert parts[0] == "acs:fc:"
-    assert parts[-1] == ":functions/" + worker_name(rendered)
     (bucket,) = resources_of_type(rendered, "ALIYUN::OSS::Bucket")
     bucket_name = bucket["Properties"]["BucketName"]["Fn::Join"][1]
     for action in ("oss:GetObject", "oss:PutObject"):
@@ -159,6 +195,104 @@ def test_role_is_trusted_by_function_compute_and_allowed_only_its_job(
         assert parts[0] == "acs:oss:*:*:" + bucket_name[0]
         assert parts[1] == bucket_name[1]
         assert parts[2] == "/" + DEFAULT_BUDGET_PREFIX + "*"
+
+
+def check_organisation_grants(rendered: dict[str, Any]) -> None:
+    """With organisation-wide targets: exactly these, each on the resource the variables name."""
+    variables = vars_of(rendered)
+    grants = effective_grants(rendered)
+    assert set(grants) == GUARD_ACTIONS | {
+        "oss:GetObject",
+        "oss:PutObject",
+        "sts:AssumeRole",
+        "resourcemanager:ListAccounts",
+        "resourcemanager:GetAccount",
+        "fc:InvokeFunction",
+        "eventbridge:PutEvents",
+    }
+    assert grants["resourcemanager:ListAccounts"] == "*"
+    assert grants["resourcemanager:GetAccount"] == "*"
+    assert grants["sts:AssumeRole"] == f"acs:ram:*:*:role/{variables['memberRole'].lower()}"
+    separator, parts = grants["fc:InvokeFunction"]["Fn::Join"]
+    assert separator == ""
+    assert parts[0] == "acs:fc:"
+    assert parts[-1] == ":functions/" + worker_name(rendered)
+    separator, parts = grants["eventbridge:PutEvents"]["Fn::Join"]
+    assert separator == ""
+    assert parts[0] == "acs:eventbridge:"
+    assert parts[-1] == f":eventbus/{variables['failureBus']}"
+
+
+def variant(tmp_path: Path, **values: str) -> Path:
+    """template.yml with some ``vars`` entries changed, next to a copy of nothing else."""
+    text = (ROOT / "template.yml").read_text()
+    for name, value in values.items():
+        text, count = re.subn(rf"(?m)^  {name}: .*$", f"  {name}: {value}", text)
+        assert count == 1, name
+    path = tmp_path / "template.yml"
+    path.write_text(text)
+    return path
+
+
+def test_organisation_permissions_are_attached_only_for_organisation_targets(
+    rendered: dict[str, Any], tmp_path: Path
+) -> None:
+    template = role_template(rendered)
+    (policy,) = [
+        r for r in template["Resources"].values() if r["Type"] == "ALIYUN::RAM::ManagedPolicy"
+    ]
+    assert policy["Condition"] == "Organisation"
+    assert not condition_holds(template, "Organisation")
+
+    organisation = render(tmp_path / "home", variant(tmp_path, targets="resource-directory"))
+
+    assert condition_holds(role_template(organisation), "Organisation")
+    check_organisation_grants(organisation)
+    for p in functions(organisation).values():
+        assert p["environmentVariables"]["GUARD_TARGETS"] == "resource-directory"
+
+
+def test_the_variables_drive_both_the_environment_and_the_policy(tmp_path: Path) -> None:
+    """Change the member role, the worker and the budget prefix in one place each: the functions'
+    environment and the role's policy follow together."""
+    changed = render(
+        tmp_path / "home",
+        variant(
+            tmp_path,
+            targets='"1234567890123456,2234567890123456"',
+            memberRole="OrgGuardAccess",
+            workerName="guard-worker-2",
+            budgetPrefix="guard/budget/",
+        ),
+    )
+    check_organisation_grants(changed)
+    for p in functions(changed).values():
+        env = p["environmentVariables"]
+        assert env["GUARD_MEMBER_ROLE"] == "OrgGuardAccess"
+        assert env["GUARD_WORKER_FUNCTION"] == "guard-worker-2"
+        assert env["GUARD_BUDGET_PREFIX"] == "guard/budget/"
+        assert env["GUARD_TARGETS"] == "1234567890123456,2234567890123456"
+        settings = load_config(env).settings
+        assert settings.member_role == "OrgGuardAccess"
+        assert settings.budget_prefix == "guard/budget/"
+    grants = effective_grants(changed)
+    assert grants["sts:AssumeRole"] == "acs:ram:*:*:role/orgguardaccess"
+    assert grants["oss:PutObject"]["Fn::Join"][1][-1] == "/guard/budget/*"
+    (bucket,) = resources_of_type(changed, "ALIYUN::OSS::Bucket")
+    (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rule"]
+    assert rule["Prefix"] == "guard/budget/"
+
+
+def test_a_failed_worker_batch_goes_to_the_failure_bus(rendered: dict[str, Any]) -> None:
+    (worker,) = [p for p in functions(rendered).values() if p["handler"] == "worker.handler"]
+    config = worker["asyncInvokeConfig"]
+    bus = vars_of(rendered)["failureBus"]
+    destination = config["destinationConfig"]["onFailure"]["destination"]
+    assert destination.startswith(f"acs:eventbridge:{vars_of(rendered)['region']}:")
+    assert destination.endswith(f":eventbus/{bus}")
+    assert config["maxAsyncEventAgeInSeconds"] <= 86_400
+    (event_bus,) = resources_of_type(rendered, "ALIYUN::EventBridge::EventBus")
+    assert event_bus["Properties"]["EventBusName"] == bus
 
 
 def test_budget_bucket_is_private_and_expires_old_counts(rendered: dict[str, Any]) -> None:

@@ -37,7 +37,10 @@ Requests per path (``requests`` counts them for the bench)
       latency. Each other instance that appended in between costs one more AppendObject (the
       409 names the new position); a revert in the last window-length of a period costs one
       or two more (the copy into the next period's object, whose length is not known yet);
-    - store unreadable: 1 GetObject (failed); the write goes ahead and the record is tried.
+    - store unreadable: 1 GetObject (failed); the write goes ahead and the record is tried;
+    - an append that fails on the network or with a 5xx is retried by client.with_retries
+      (DEFAULT_RETRY, or the ``retry`` given), never past the ``deadline`` given: one more
+      AppendObject per retry.
 
 The baseline wins: a ``check`` that cannot read the store (network, 403, 5xx, content that
 is not ours) returns ``allowed=True`` with ``error`` set, and ``record`` logs its failures and
@@ -52,7 +55,6 @@ import logging
 import math
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +65,7 @@ from urllib.parse import urlsplit
 import oss2
 from oss2.exceptions import NoSuchKey, OssError, PositionNotEqualToLength, RequestError
 
+from .client import ApiError, RetryPolicy, with_retries
 from .credentials import Credentials
 from .logs import event, redact
 
@@ -74,6 +77,11 @@ _ACCOUNT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ENDPOINT_REGION = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
 _EPOCH = date(1970, 1, 1)
 _DAY_MINUTES = 24 * 60
+# An append that fails on the network or with a 5xx is retried by the project's one mechanism
+# (client.with_retries: exponential backoff with jitter, bounded in tries and in time, and by the
+# invocation's deadline when one is given). A 409 PositionNotEqualToLength is not a failure (the
+# loser learns the new length and appends again at once) and is bounded by ``conflicts``.
+DEFAULT_RETRY = RetryPolicy(attempts=3, total_seconds=10.0, initial_wait=0.2, max_wait=2.0)
 
 
 class ObjectStore(Protocol):
@@ -182,10 +190,13 @@ class RevertBudget:
         *,
         prefix: str = DEFAULT_PREFIX,
         clock: Callable[[], datetime] = _utc_now,
-        sleep: Callable[[float], None] = time.sleep,
-        attempts: int = 3,
+        retry: RetryPolicy | None = None,
+        deadline: float | None = None,
         conflicts: int = 8,
     ) -> None:
+        """``retry``: how a failed append is retried (its ``clock`` and ``sleep`` included);
+        ``deadline``: a point on ``retry.clock`` (the invocation's deadline, shared with the
+        run's API calls) after which no append is tried or retried."""
         if max_reverts < 1:
             raise ValueError("max_reverts must be at least 1")
         if not 1 <= window_minutes <= 7 * _DAY_MINUTES:
@@ -198,8 +209,8 @@ class RevertBudget:
         if self.prefix and not self.prefix.endswith("/"):
             self.prefix += "/"
         self.clock = clock
-        self.sleep = sleep
-        self.attempts = attempts  # tries of one append on network errors and 5xx
+        self.retry = retry or DEFAULT_RETRY
+        self.deadline = deadline
         self.conflicts = conflicts  # 409s tolerated for one append (each is progress elsewhere)
         self._lock = threading.Lock()
         self._positions: dict[str, int] = {}  # object key -> length last seen
@@ -342,35 +353,50 @@ class RevertBudget:
         """Append ``line`` at the end of ``key``, however many writers got there first."""
         with self._lock:
             position = self._positions.get(key, 0)
-        failures = conflicts = 0
-        while True:
-            self._count_request()
-            try:
-                result = self.bucket.append_object(
-                    key, position, line, headers={"Content-Type": CONTENT_TYPE}
-                )
-            except PositionNotEqualToLength as exc:
-                conflicts += 1
-                if conflicts > self.conflicts:
-                    raise BudgetStoreError(
-                        f"AppendObject {self._location(key)}: still conflicting after "
-                        f"{conflicts} attempts"
-                    ) from None
-                position = exc.next_position
-                continue
-            except OssError as exc:
-                failures += 1
-                transient = isinstance(exc, RequestError) or exc.status >= 500
-                if not transient or failures >= self.attempts:
-                    raise BudgetStoreError(
-                        f"AppendObject {self._location(key)}: {_describe(exc)}"
-                    ) from None
-                # A lost response may hide an append that landed: the retry then meets a 409,
-                # appends the same line again, and the reader counts its id once.
-                self.sleep(0.2 * 2 ** (failures - 1))
-                continue
-            self._remember(key, result.next_position or position + len(line))
-            return
+        conflicts = 0
+
+        def attempt(seconds_left: float) -> None:
+            nonlocal position, conflicts
+            while True:
+                self._count_request()
+                try:
+                    result = self.bucket.append_object(
+                        key, position, line, headers={"Content-Type": CONTENT_TYPE}
+                    )
+                except PositionNotEqualToLength as exc:
+                    conflicts += 1
+                    if conflicts > self.conflicts:
+                        raise BudgetStoreError(
+                            f"AppendObject {self._location(key)}: still conflicting after "
+                            f"{conflicts} attempts"
+                        ) from None
+                    position = exc.next_position
+                    continue
+                except OssError as exc:
+                    # A lost response may hide an append that landed: the retry then meets a
+                    # 409, appends the same line again, and the reader counts its id once.
+                    raise _api_error(exc) from None
+                self._remember(key, result.next_position or position + len(line))
+                return
+
+        try:
+            with_retries(self.retry, "AppendObject", attempt, deadline=self.deadline)
+        except ApiError as exc:
+            tries = f" (after {exc.attempts} attempts)" if exc.attempts > 1 else ""
+            raise BudgetStoreError(
+                f"AppendObject {self._location(key)}: {exc.message}{tries}"
+            ) from None
+
+
+def _api_error(exc: OssError) -> ApiError:
+    """An OSS failure in the terms of client.with_retries, which decides what is transient as
+    for every API call: a network failure, throttling, 500/502/503/504; not a 403, a 404 or an
+    oss2 client-side error."""
+    if isinstance(exc, RequestError):
+        return ApiError("AppendObject", "SDK.HttpError", _describe(exc))
+    status = exc.status if exc.status > 0 else None
+    code = exc.code or (f"HTTP {status}" if status else type(exc).__name__)
+    return ApiError("AppendObject", code, _describe(exc), status, exc.request_id or None)
 
 
 def _read_at_most(result: Any, limit: int) -> bytes:
@@ -482,12 +508,19 @@ def silence_oss2_logger() -> None:
 
 
 def from_settings(
-    settings: Any, credentials: Credentials, region: str | None = None
+    settings: Any,
+    credentials: Credentials,
+    region: str | None = None,
+    *,
+    retry: RetryPolicy | None = None,
+    deadline: float | None = None,
 ) -> RevertBudget | None:
     """The budget the configuration asks for (GUARD_BUDGET_*), or None when no bucket is set.
 
     The endpoint defaults to the region's internal OSS endpoint (the function's region, from
     its context or FC_REGION); outside Function Compute GUARD_BUDGET_ENDPOINT must be given.
+    ``retry`` and ``deadline`` bound the appends as the run's API calls are bounded (pass the
+    invocation's deadline: a slow store then cannot hold the invocation past it).
     """
     from .config import ConfigError
 
@@ -512,4 +545,6 @@ def from_settings(
         settings.max_reverts,
         settings.revert_window_minutes,
         prefix=settings.budget_prefix,
+        retry=retry,
+        deadline=deadline,
     )

@@ -170,7 +170,8 @@ class RpcClient:
         call's own bound."""
         if "://" not in endpoint:
             raise ValueError(f"endpoint needs a scheme (https://...), got {endpoint!r}")
-        self.endpoint = endpoint.rstrip("/")
+        scheme, _, rest = endpoint.partition("://")  # the SDK compares 'https://' case-sensitively
+        self.scheme, self.endpoint = scheme.lower(), f"{scheme.lower()}://{rest.rstrip('/')}"
         self.version = version
         self.credentials = credentials
         self.retry = retry or RetryPolicy()
@@ -209,7 +210,7 @@ class RpcClient:
             connect = min(self.timeouts[0], seconds_left / 2)
             request.set_connect_timeout(connect)
             request.set_read_timeout(min(self.timeouts[1], max(seconds_left - connect, 0.5)))
-        request.set_protocol_type("https" if self.endpoint.startswith("https://") else "http")
+        request.set_protocol_type(self.scheme)
         for key, value in params.items():
             if value is None:  # the SDK would send the text "None"
                 continue

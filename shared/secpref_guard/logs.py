@@ -250,7 +250,15 @@ class JsonFormatter(logging.Formatter):
             exc = record.exc_info[1]
             line["error_type"] = type(exc).__name__
             line.setdefault("error", str(exc))
-        return redact(json.dumps(line, default=_jsonable, ensure_ascii=False))
+        text = redact(json.dumps(line, default=_jsonable, ensure_ascii=False))
+        return text.translate(_LINE_BREAKS)  # after redact: secrets are registered raw
+
+
+# Every character str.splitlines() breaks a line at. json.dumps escapes the ASCII ones (below
+# U+0020) itself; with ensure_ascii=False it leaves U+0085, U+2028 and U+2029 raw, and a reader
+# that splits lines the way Python (or JavaScript, for U+2028/9) does would see one record as
+# several. Inside a JSON string the \uXXXX escape reads back as the same character.
+_LINE_BREAKS = {ord(ch): f"\\u{ord(ch):04x}" for ch in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 def _jsonable(value: Any) -> Any:

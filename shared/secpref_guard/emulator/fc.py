@@ -6,13 +6,29 @@ Two paths, both POST, both answered the way the service answers them:
 - FC 2.0 ``InvokeFunction``: ``/2016-08-15/services/{serviceName}/functions/{functionName}/
   invocations`` (what fc2's ``Client.invoke_function`` builds).
 
-Authentication is Function Compute's own scheme, which the fc2 SDK implements (fc2/auth.py) and
-the FC documentation ("Signature authentication") specifies, checked here independently:
-``Authorization: FC <AccessKeyId>:<base64 HMAC-SHA256(secret, string to sign)>`` where the
-string to sign is ``METHOD\\nContent-MD5\\nContent-Type\\nDate\\n`` followed by every
-``x-fc-*`` header (lower-case name, sorted, ``name:value\\n``) and the URL-decoded path without
-its query. A temporary key also sends ``x-fc-security-token``. Errors are JSON
-``{"ErrorCode", "ErrorMessage"}`` with the request id in ``x-fc-request-id``.
+Two signatures are verified, each independently of the SDK that makes it:
+- ACS3-HMAC-SHA256 (signature v3), what the official FC 3.0 SDK (alibabacloud-fc20230330, on
+  the Tea/Darabonba core) sends, accepted on the FC 3.0 path: ``Authorization:
+  ACS3-HMAC-SHA256 Credential=<AccessKeyId>,SignedHeaders=<a;b;...>,Signature=<hex>``, the
+  signature an HMAC-SHA256 of ``ACS3-HMAC-SHA256\\n<hex SHA-256 of the canonical request>``,
+  the canonical request being method, path as sent, sorted percent-encoded query, the signed
+  headers (lower-case ``name:value`` lines), their names, and ``x-acs-content-sha256``, which
+  must be the SHA-256 of the body. ``host``, ``x-acs-date``, ``x-acs-signature-nonce``,
+  ``x-acs-content-sha256`` and every other ``x-acs-*`` header sent (``x-acs-security-token``
+  for a temporary key) must be signed. A date more than 15 minutes from the emulator's clock
+  and a nonce already used are rejected.
+- Function Compute's FC 2.0 scheme, which the fc2 SDK implements (fc2/auth.py) and the FC
+  documentation ("Signature authentication") specifies, on both paths: ``Authorization: FC
+  <AccessKeyId>:<base64 HMAC-SHA256(secret, string to sign)>`` where the string to sign is
+  ``METHOD\\nContent-MD5\\nContent-Type\\nDate\\n`` followed by every ``x-fc-*`` header
+  (lower-case name, sorted, ``name:value\\n``) and the URL-decoded path without its query. A
+  temporary key also sends ``x-fc-security-token``. The documentation's 15-minute limit on the
+  ``Date`` applies, and an exact replay (same signature, same body) of an accepted request
+  within that window is refused: the scheme has no nonce.
+
+Errors carry the request id in ``x-fc-request-id`` and are JSON in each API's documented shape:
+``{"Code", "Message", "RequestId"}`` on the FC 3.0 path (the 2023-03-30 Error structure),
+``{"ErrorCode", "ErrorMessage", "RequestId"}`` on the FC 2.0 path.
 
 ``x-fc-invocation-type: Async`` is accepted with 202 and an empty body up to the asynchronous
 payload limit (128 KB; larger: 400 ``EntityTooLarge``); the function then runs on a thread pool,
@@ -32,10 +48,11 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ..credentials import Credentials
 from .exceptions import EmulatedError
@@ -50,6 +67,13 @@ _INVOKE_FC3 = re.compile(r"^/2023-03-30/functions/(?P<function>[^/]+)/invocation
 _INVOKE_FC2 = re.compile(
     r"^/2016-08-15/services/(?P<service>[^/]+)/functions/(?P<function>[^/]+)/invocations$"
 )
+MAX_SKEW_SECONDS = 15 * 60  # "no more than 15 minutes from the server's time"
+ACS3 = "ACS3-HMAC-SHA256"
+_ACS3_AUTHORIZATION = re.compile(
+    r"^ACS3-HMAC-SHA256 Credential=(?P<key>[^,\s]+),SignedHeaders=(?P<signed>[a-z0-9;._-]+),"
+    r"Signature=(?P<signature>[0-9a-f]{64})$"
+)
+_ACS3_REQUIRED = ("host", "x-acs-content-sha256", "x-acs-date", "x-acs-signature-nonce")
 
 Handler = Callable[[bytes, Any], Any]
 
@@ -80,6 +104,39 @@ def expected_signature(secret: str, method: str, path: str, headers: Mapping[str
         secret.encode(), string_to_sign(method, path, headers).encode(), hashlib.sha256
     ).digest()
     return base64.b64encode(digest).decode()
+
+
+def acs3_canonical_request(
+    method: str,
+    raw_path: str,
+    query: str,
+    headers: Mapping[str, str],
+    signed_headers: list[str],
+    payload_sha256: str,
+) -> str:
+    """The ACS3 canonical request of a request as the server received it: ``raw_path`` as
+    sent (percent-encoded), ``query`` the raw query string, ``headers`` with lower-case names."""
+    pairs = sorted(
+        (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    )
+    canonical_query = "&".join(f"{k}={v}" for k, v in pairs)
+    canonical_headers = "".join(f"{name}:{headers[name].strip()}\n" for name in signed_headers)
+    return "\n".join(
+        [
+            method.upper(),
+            raw_path or "/",
+            canonical_query,
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_sha256,
+        ]
+    )
+
+
+def acs3_signature(secret: str, canonical_request: str) -> str:
+    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    return hmac.new(secret.encode(), f"{ACS3}\n{digest}".encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -116,8 +173,11 @@ class FcBackend:
     functions: dict[tuple[str, str | None, str], Function] = field(default_factory=dict)
     invocations: list[Invocation] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.time  # epoch seconds: signed dates are checked against it
     _pool: ThreadPoolExecutor | None = None
     _pending: list[Future[Any]] = field(default_factory=list)
+    _nonces: dict[str, float] = field(default_factory=dict)  # ACS3 nonce -> when it was used
+    _accepted: dict[tuple[str, str], float] = field(default_factory=dict)  # FC 2.0 replays
 
     # --- state ------------------------------------------------------------------------------
 
@@ -164,15 +224,25 @@ class FcBackend:
     def route(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | str | None
     ) -> Reply | None:
-        path = unquote(urlsplit(url).path)
+        parts = urlsplit(url)
+        path = unquote(parts.path)
         if not path.startswith((f"/{FC3_VERSION}/", f"/{FC2_VERSION}/")):
             return None  # not Function Compute's: the RPC door's
         request_id = new_request_id()
         payload = body.encode() if isinstance(body, str) else (body or b"")
         try:
-            status, reply_headers, reply = self._invoke(method, path, headers, payload, request_id)
+            status, reply_headers, reply = self._invoke(
+                method, path, headers, payload, request_id, raw=(parts.path, parts.query)
+            )
         except FcError as exc:
-            document = {"ErrorCode": exc.code, "ErrorMessage": exc.message, "RequestId": request_id}
+            if path.startswith(f"/{FC3_VERSION}/"):
+                document = {"Code": exc.code, "Message": exc.message, "RequestId": request_id}
+            else:
+                document = {
+                    "ErrorCode": exc.code,
+                    "ErrorMessage": exc.message,
+                    "RequestId": request_id,
+                }
             return (
                 exc.status,
                 {"Content-Type": "application/json", "X-Fc-Request-Id": request_id},
@@ -181,13 +251,25 @@ class FcBackend:
         return status, {"X-Fc-Request-Id": request_id, **reply_headers}, reply
 
     def _invoke(
-        self, method: str, path: str, headers: Mapping[str, str], payload: bytes, request_id: str
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        payload: bytes,
+        request_id: str,
+        raw: tuple[str, str] = ("", ""),
     ) -> tuple[int, dict[str, str], bytes]:
         match = _INVOKE_FC3.match(path) or _INVOKE_FC2.match(path)
         if method.upper() != "POST" or match is None:
             raise FcError(400, "PathNotSupported", f"'{path}' against '{method}' is not supported")
         lower = {name.lower(): value for name, value in headers.items()}
-        key = self._authenticate(method, path, lower)
+        service = match.groupdict().get("service")
+        if lower.get("authorization", "").startswith(f"{ACS3} ") and service is None:
+            key, replay_key = self._authenticate_acs3(
+                method, raw[0] or path, raw[1], lower, payload
+            )
+        else:
+            key, replay_key = self._authenticate(method, path, lower, payload)
         invocation_type = lower.get("x-fc-invocation-type", "Sync")
         if invocation_type not in ("Sync", "Async"):
             raise FcError(
@@ -200,7 +282,6 @@ class FcBackend:
             raise FcError(
                 400, "EntityTooLarge", f"payload size exceeds maximum allowed size ({limit} bytes)"
             )
-        service = match.groupdict().get("service")
         name = match.group("function")
         api = FC3_VERSION if service is None else FC2_VERSION
         self.emulator.ims.calls.append(
@@ -227,6 +308,8 @@ class FcBackend:
             ):
                 raise FcError(404, "ServiceNotFound", f"service '{service}' does not exist")
             raise FcError(404, "FunctionNotFound", f"function '{name}' does not exist.")
+        if replay_key is not None:
+            self._accept_once(replay_key)
         invocation = Invocation(
             name, service, key.account, key.principal, invocation_type, payload, request_id, api
         )
@@ -247,13 +330,60 @@ class FcBackend:
             result = result.encode()
         return 200, {}, result if isinstance(result, bytes) else json.dumps(result).encode()
 
-    def _authenticate(self, method: str, path: str, lower: Mapping[str, str]) -> KeyPair:
+    # --- authentication ---------------------------------------------------------------------
+
+    def _check_skew(self, when: datetime, header: str) -> None:
+        skew = abs(self.clock() - when.timestamp())
+        if skew > MAX_SKEW_SECONDS:
+            raise FcError(
+                403,
+                "RequestTimeTooSkewed",
+                f"the {header} header is {int(skew)} seconds from the server's time; at most "
+                f"{MAX_SKEW_SECONDS} are allowed",
+            )
+
+    def _forget_old(self, seen: dict[Any, float]) -> None:
+        """Entries older than the skew window: a request that old is refused for its date."""
+        horizon = self.clock() - 2 * MAX_SKEW_SECONDS
+        for key in [k for k, at in seen.items() if at < horizon]:
+            del seen[key]
+
+    def _use_once(self, seen: dict[Any, float], key: Any, error: FcError) -> None:
+        """Record ``key`` as used now; raise ``error`` if it was used within the window."""
+        with self.lock:
+            self._forget_old(seen)
+            if key in seen:
+                raise error
+            seen[key] = self.clock()
+
+    def _accept_once(self, replay_key: tuple[str, str]) -> None:
+        self._use_once(
+            self._accepted,
+            replay_key,
+            FcError(
+                403,
+                "AccessDenied",
+                "this signed request was already accepted (a replay): sign every request anew",
+            ),
+        )
+
+    def _key(self, key_id: str) -> KeyPair:
+        key = self.emulator.keys.get(key_id)
+        if key is None:
+            raise FcError(403, "InvalidAccessKeyID", f"invalid access key ID '{key_id}'")
+        return key
+
+    def _authenticate(
+        self, method: str, path: str, lower: Mapping[str, str], payload: bytes
+    ) -> tuple[KeyPair, tuple[str, str] | None]:
+        """The FC 2.0 scheme; the replay key is accepted once the invocation is."""
         authorization = lower.get("authorization", "")
         if not authorization.startswith("FC ") or ":" not in authorization:
             raise FcError(
                 403,
                 "AccessDenied",
-                "the Authorization header is missing or is not 'FC <AccessKeyId>:<signature>'",
+                "the Authorization header is missing or is not 'FC <AccessKeyId>:<signature>' "
+                f"nor '{ACS3} Credential=...'",
             )
         key_id, _, signature = authorization[3:].partition(":")
         if not lower.get("date"):
@@ -261,31 +391,105 @@ class FcBackend:
                 400, "MissingRequiredHeader", "required HTTP header Date was not specified"
             )
         try:
-            parsedate_to_datetime(lower["date"])
+            when = parsedate_to_datetime(lower["date"])
         except (TypeError, ValueError):
+            when = None
+        if when is None or when.tzinfo is None:
             raise FcError(
                 400,
                 "InvalidArgument",
                 "the Date header is not an RFC 1123 date (Mon, 02 Jan 2006 15:04:05 GMT)",
-            ) from None
-        key = self.emulator.keys.get(key_id)
-        if key is None:
-            raise FcError(403, "InvalidAccessKeyID", f"invalid access key ID '{key_id}'")
+            )
+        key = self._key(key_id)
         expected = expected_signature(key.secret, method, path, lower)
         if not hmac.compare_digest(expected, signature):
             raise FcError(
                 403,
                 "SignatureNotMatch",
                 "The request signature we calculated does "
-                "not match the signature you provided. Check your access key and "
-                "signing method",
+                "not match the signature you provided. Check your access key and signing method",
             )
+        self._check_skew(when, "Date")
         token = lower.get("x-fc-security-token")
         if (key.security_token or None) != (token or None):
             raise FcError(
                 403, "InvalidSecurityToken", "the security token does not match the access key"
             )
-        return key
+        return key, (signature, hashlib.sha256(payload).hexdigest())
+
+    def _authenticate_acs3(
+        self, method: str, raw_path: str, query: str, lower: Mapping[str, str], payload: bytes
+    ) -> tuple[KeyPair, None]:
+        """ACS3-HMAC-SHA256, as the official FC 3.0 SDK signs; the nonce is spent here."""
+        match = _ACS3_AUTHORIZATION.match(lower.get("authorization", ""))
+        if match is None:
+            raise FcError(
+                403,
+                "AccessDenied",
+                f"the Authorization header is not '{ACS3} Credential=<AccessKeyId>,"
+                "SignedHeaders=<names>,Signature=<hex>'",
+            )
+        for name in _ACS3_REQUIRED:
+            if not lower.get(name):
+                raise FcError(
+                    400, "MissingRequiredHeader", f"required HTTP header {name} was not specified"
+                )
+        signed = match["signed"].split(";")
+        if signed != sorted(set(signed)):
+            raise FcError(400, "InvalidArgument", "SignedHeaders must be sorted and unique")
+        unsigned = [
+            name
+            for name in lower
+            if (name in _ACS3_REQUIRED or name.startswith("x-acs-")) and name not in signed
+        ]
+        missing = [name for name in signed if name not in lower]
+        if unsigned or missing:
+            raise FcError(
+                400,
+                "InvalidArgument",
+                f"headers that must be signed are not: {unsigned}; signed but absent: {missing}",
+            )
+        try:
+            when = datetime.strptime(lower["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=timezone.utc
+            )
+        except ValueError:
+            raise FcError(
+                400,
+                "InvalidArgument",
+                "x-acs-date is not an ISO 8601 UTC time (2006-01-02T15:04:05Z)",
+            ) from None
+        content_sha256 = hashlib.sha256(payload).hexdigest()
+        if not hmac.compare_digest(lower["x-acs-content-sha256"], content_sha256):
+            raise FcError(
+                400, "InvalidArgument", "x-acs-content-sha256 is not the SHA-256 of the body"
+            )
+        key = self._key(match["key"])
+        canonical = acs3_canonical_request(method, raw_path, query, lower, signed, content_sha256)
+        if not hmac.compare_digest(acs3_signature(key.secret, canonical), match["signature"]):
+            raise FcError(
+                403,
+                "SignatureNotMatch",
+                "The request signature we calculated does "
+                "not match the signature you provided. Check your access key and signing method",
+            )
+        self._check_skew(when, "x-acs-date")
+        nonce = lower["x-acs-signature-nonce"]
+        self._use_once(
+            self._nonces,
+            nonce,
+            FcError(403, "SignatureNonceUsed", f"the signature nonce {nonce!r} was used already"),
+        )
+        token = lower.get("x-acs-security-token")
+        if (key.security_token or None) != (token or None):
+            raise FcError(
+                403, "InvalidSecurityToken", "the security token does not match the access key"
+            )
+        if token and lower.get("x-acs-accesskey-id") != match["key"]:
+            raise FcError(
+                403, "InvalidAccessKeyID", "x-acs-accesskey-id does not match the credential"
+            )
+        return key, None
 
     def _run(self, function: Function, invocation: Invocation) -> None:
         if function.handler is None:
@@ -314,8 +518,10 @@ class FcBackend:
             invocation.error = f"{type(exc).__name__}: {exc}"
 
 
-def install(emulator: Emulator, *, max_workers: int = 8) -> FcBackend:
+def install(
+    emulator: Emulator, *, max_workers: int = 8, clock: Callable[[], float] = time.time
+) -> FcBackend:
     """Serve Function Compute's invoke API from ``emulator`` (both front doors)."""
-    backend = FcBackend(emulator, max_workers=max_workers)
+    backend = FcBackend(emulator, max_workers=max_workers, clock=clock)
     emulator.routes.append(backend.route)
     return backend
