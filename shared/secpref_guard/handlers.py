@@ -286,6 +286,7 @@ def _services(config: GuardConfig, context: Any) -> Any:
     base = resolve(context)
     own = _own_account(context)
     settings = config.settings
+    deadline = time.monotonic() + _api_seconds(context)
     directory = (
         _instance_directory(config, base) if settings.targets == "resource-directory" else None
     )
@@ -295,8 +296,8 @@ def _services(config: GuardConfig, context: Any) -> Any:
         own_account=own,
         member_access=lambda: _instance_access(config, base, own),
         directory=directory,
-        budget=_budget(config, context, base),
-        deadline=time.monotonic() + _api_seconds(context),
+        budget=_budget(config, context, base, deadline),
+        deadline=deadline,
         concurrency=settings.concurrency,
     )
 
@@ -331,14 +332,14 @@ def _instance_directory(config: GuardConfig, base: Credentials) -> Any:
         return _directory
 
 
-def _budget(config: GuardConfig, context: Any, base: Credentials) -> Any:
+def _budget(config: GuardConfig, context: Any, base: Credentials, deadline: float) -> Any:
     """The revert budget, when GUARD_BUDGET_BUCKET is set (oss2 is imported only then)."""
     if not config.settings.budget_bucket:
         return None
     from .budget import from_settings
 
     region = _context_value(context, "region") or os.environ.get("FC_REGION")
-    return from_settings(config.settings, base, region)
+    return from_settings(config.settings, base, region, deadline=deadline)
 
 
 def _fanout_options(config: GuardConfig, context: Any) -> Any:

@@ -26,7 +26,7 @@ from .client import ApiError, ImsClient, RetryPolicy
 from .config import GuardConfig
 from .credentials import Credentials
 from .directory import Directory
-from .dispatch import DEFAULT_CONCURRENCY, FunctionInvoker, dispatch, map_bounded
+from .dispatch import DEFAULT_CONCURRENCY, dispatch, map_bounded
 from .errors import GuardError, describe, log_fields
 from .logs import bind, event
 from .member_access import AccessError, MemberCredentials
@@ -249,8 +249,11 @@ def _fan_out(
     if services.invoker is not None:
         invoker = services.invoker(options.fc_endpoint, services.base)
     else:
-        kwargs = {"retry": services.retry} if services.retry else {}
-        invoker = FunctionInvoker(options.fc_endpoint, services.base, **kwargs)
+        from .worker_invoke import WorkerInvoker  # the FC 3.0 SDK: only when a run fans out
+
+        invoker = WorkerInvoker(
+            options.fc_endpoint, services.base, retry=services.retry, deadline=services.deadline
+        )
     return dispatch(batches, invoker, options.worker_function, concurrency=services.concurrency)
 
 
