@@ -339,7 +339,8 @@ def test_an_unknown_exact_field_names_the_variable_and_the_known_fields(text):
     error = config_error({**SOME_BASELINE, "GUARD_EXACT_FIELDS": text})
     assert error.variable == "GUARD_EXACT_FIELDS"
     assert text in error.problem
-    assert "MinimumPasswordLength" in error.problem and "LoginSessionDuration" in error.problem
+    assert "MinimumPasswordLength" in error.problem
+    assert "LoginSessionDuration" in error.problem
 
 
 # --- GUARD_* settings ---------------------------------------------------------------------

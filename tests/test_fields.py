@@ -89,8 +89,9 @@ def test_the_settings_are_the_interfaces():
         "PasswordPolicy",
         ("SetPasswordPolicy",),
     )
-    assert len(pp.fields) == 13 and pp.flat
-    assert F.GROUPS == sp.groups
+    assert len(pp.fields) == 13
+    assert pp.flat
+    assert sp.groups == F.GROUPS
     assert F.setting_of("MaxLoginAttemps") is pp
     assert F.setting_of("LoginSessionDuration") is sp
     assert set(F.BY_API_NAME) == {f.api_name for s in F.SETTINGS for f in s.fields}
@@ -346,7 +347,8 @@ def test_each_password_integer_takes_exactly_its_documented_range(name):
 def test_each_password_boolean_defaults_to_false_and_reads_strictly(name):
     f = F.field(name)
     assert default_of(f) is False
-    assert f.parse_text("TRUE") is True and f.parse_text("false") is False
+    assert f.parse_text("TRUE") is True
+    assert f.parse_text("false") is False
     for bad in ("yes", "1", "flase"):
         with pytest.raises(F.FieldValueError):
             f.parse_text(bad)
@@ -356,7 +358,8 @@ def test_the_password_policy_response_is_flat_and_reads_back():
     values = documented_defaults("password-policy")
     values.update(MinimumPasswordLength=14, RequireSymbols=True, MaxLoginAttemps=5)
     body = F.PASSWORD_POLICY.render_response(values)
-    assert body["MinimumPasswordLength"] == 14 and body["RequireSymbols"] is True
+    assert body["MinimumPasswordLength"] == 14
+    assert body["RequireSymbols"] is True
     assert F.PASSWORD_POLICY.read_response(body) == (values, {})
 
 
@@ -437,7 +440,8 @@ def stricter_by_direction(f: F.Field, a: F.Value, b: F.Value) -> bool:
 @given(data=st.data())
 def test_satisfies_is_a_total_preorder_consistent_with_the_direction(f, data):
     a, b, c = (data.draw(values_of(f)) for _ in range(3))
-    assert f.satisfies(a, a) and f.satisfies(a, a, exact=True)
+    assert f.satisfies(a, a)
+    assert f.satisfies(a, a, exact=True)
     assert f.satisfies(a, b) or f.satisfies(b, a)  # total
     if f.satisfies(a, b) and f.satisfies(b, c):
         assert f.satisfies(a, c)  # transitive
@@ -462,7 +466,8 @@ def test_an_unknown_live_value_is_never_compliant(f):
 
 def test_off_is_the_weakest_value_of_a_limit():
     attempts = F.field("MaxLoginAttemps")
-    assert attempts.satisfies(3, 5) and not attempts.satisfies(6, 5)
+    assert attempts.satisfies(3, 5)
+    assert not attempts.satisfies(6, 5)
     assert not attempts.satisfies(0, 5)  # no lock-out is weaker than any lock-out
     assert attempts.satisfies(32, 0)  # any lock-out is at least as strict as none
     assert F.field("InitialPasswordAge").satisfies(7, 14)
@@ -471,7 +476,8 @@ def test_off_is_the_weakest_value_of_a_limit():
 
 def test_an_mfa_value_the_table_does_not_know_is_never_taken_for_stricter():
     mfa = F.field("MFAOperationForLogin")
-    assert mfa.satisfies("mandatory", "adaptive") and not mfa.satisfies("adaptive", "mandatory")
+    assert mfa.satisfies("mandatory", "adaptive")
+    assert not mfa.satisfies("adaptive", "mandatory")
     assert not mfa.satisfies("biometric", "independent")
 
 
