@@ -849,3 +849,18 @@ def test_the_emulator_keeps_room_for_a_second_signature_scheme(emu):
     )
     assert (status, claimed) == (200, ["GET"])
     assert call(emu, {"Action": GET})[0] == 200  # v1 requests still go to v1
+
+
+def test_a_nonce_is_remembered_while_its_timestamp_could_still_be_valid():
+    now = [NOW]
+    emu = Emulator.with_default_key(clock=lambda: now[0])
+    nonce = uuid.uuid4().hex
+    assert call(emu, {"Action": GET}, SignatureNonce=nonce, Timestamp=rpc_time(now[0]))[0] == 200
+
+    now[0] += 29 * 60  # within twice the skew: a replay is still refused
+    status, body = call(emu, {"Action": GET}, SignatureNonce=nonce, Timestamp=rpc_time(now[0]))
+    assert (status, body["Code"]) == (400, "SignatureNonceUsed")
+
+    now[0] += 2 * 60 * 60  # long after: the old nonce is forgotten as new ones come in
+    assert call(emu, {"Action": GET}, Timestamp=rpc_time(now[0]))[0] == 200
+    assert nonce not in emu._nonces

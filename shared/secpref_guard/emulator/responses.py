@@ -101,7 +101,9 @@ class Emulator:
     # the service's clock, against which a request's Timestamp must be within the skew
     clock: Callable[[], float] = field(default=time.time, repr=False)
     max_clock_skew_seconds: float = MAX_CLOCK_SKEW_SECONDS
-    _nonces: set[str] = field(default_factory=set)
+    # nonce -> when it was accepted; one older than the clock skew can no longer come with a
+    # valid Timestamp, so it is forgotten (a long-running emulator stays small)
+    _nonces: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -259,8 +261,18 @@ class Emulator:
                 nonce = params["SignatureNonce"]
                 if nonce in self._nonces:
                     raise SignatureNonceUsed("Specified signature nonce was used already.")
-                self._nonces.add(nonce)
+                now = self.clock()
+                self._forget_nonces_before(now - 2 * self.max_clock_skew_seconds)
+                self._nonces[nonce] = now
         return key
+
+    def _forget_nonces_before(self, cutoff: float) -> None:
+        # insertion order is acceptance order (the clock does not run backwards in practice)
+        while self._nonces:
+            oldest, accepted = next(iter(self._nonces.items()))
+            if accepted >= cutoff:
+                return
+            del self._nonces[oldest]
 
     def _route(self, params: Mapping[str, str]) -> ActionHandler:
         actions = self.services.get(params["Version"])
