@@ -247,6 +247,48 @@ def test_the_preset_applies_and_a_baseline_variable_overrides_it():
     assert config.source_of("MaxIdleDaysForUsers") == "BASELINE_MAX_IDLE_DAYS_FOR_USERS"
 
 
+def test_the_cis_preset_covers_1_4_to_1_14_with_one_citation_each():
+    from secpref_guard.presets import PRESETS
+
+    preset = PRESETS["cis-2.0"]
+    recommendations = {}
+    for api_name, entry in preset.items():
+        f = F.field(api_name)
+        assert f.parse_param(f.render_param(entry.value)) == entry.value, api_name
+        match = re.search(r"v2\.0\.0, (1\.\d+)", entry.citation)
+        assert match, entry.citation
+        assert "\n" not in entry.citation
+        recommendations[api_name] = match.group(1)
+    assert recommendations == {
+        "MFAOperationForLogin": "1.4",
+        "MaxIdleDaysForUsers": "1.5",
+        "MaxIdleDaysForAccessKeys": "1.6",
+        "RequireUppercaseCharacters": "1.7",
+        "RequireLowercaseCharacters": "1.8",
+        "RequireSymbols": "1.9",
+        "RequireNumbers": "1.10",
+        "MinimumPasswordLength": "1.11",
+        "PasswordReusePrevention": "1.12",
+        "MaxPasswordAge": "1.13",
+        "MaxLoginAttemps": "1.14",
+    }
+    values = {name: entry.value for name, entry in preset.items()}
+    assert values["MinimumPasswordLength"] == 14
+    assert values["PasswordReusePrevention"] == 5
+    assert values["MaxPasswordAge"] == 365
+    assert values["MaxLoginAttemps"] == 5
+
+
+def test_the_cis_preset_thresholds_keep_a_stricter_account():
+    config = load_config({"GUARD_PRESET": "cis-2.0"})
+    length, attempts = F.field("MinimumPasswordLength"), F.field("MaxLoginAttemps")
+    assert length.satisfies(20, config.baseline["MinimumPasswordLength"])  # "14 or greater"
+    assert not length.satisfies(12, config.baseline["MinimumPasswordLength"])
+    assert attempts.satisfies(3, config.baseline["MaxLoginAttemps"])
+    assert not attempts.satisfies(0, config.baseline["MaxLoginAttemps"])
+    assert config.is_exact("MaxPasswordAge")  # CIS 2.0 and 1.0 disagree on the direction
+
+
 def test_an_unknown_preset_names_the_variable():
     error = config_error({"GUARD_PRESET": "cis-9"})
     assert error.variable == "GUARD_PRESET"

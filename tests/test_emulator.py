@@ -864,3 +864,22 @@ def test_a_nonce_is_remembered_while_its_timestamp_could_still_be_valid():
     now[0] += 2 * 60 * 60  # long after: the old nonce is forgotten as new ones come in
     assert call(emu, {"Action": GET}, Timestamp=rpc_time(now[0]))[0] == 200
     assert nonce not in emu._nonces
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MinimumPasswordLength", 7),
+        ("MaxLoginAttemps", 33),
+        ("MaxLoginAttemps", True),
+        ("RequireSymbols", 1),
+        ("LoginSessionDuration", 0),
+        ("MFAOperationForLogin", "sometimes"),
+    ],
+)
+def test_put_holds_python_values_to_what_the_set_accepts(emu, name, value):
+    setting = F.setting_of(name).name
+    before = dict(emu.ims.state(ACCOUNT, setting))
+    with pytest.raises(F.FieldValueError):
+        emu.ims.put(ACCOUNT, **{name: value})
+    assert emu.ims.state(ACCOUNT, setting) == before

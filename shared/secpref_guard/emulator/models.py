@@ -308,8 +308,12 @@ def invalid_parameter(setting: F.Setting, f: F.Field, exc: F.FieldValueError) ->
 
 
 def _canon(f: F.Field, value: Any) -> F.Value:
+    """A Python value for ``put``, held to what the Set would accept (a range, a choice)."""
     if f.kind == "masks":
         return F.normalise_masks(value)
     if f.kind == "types":
         return F.normalise_verification_types(value)
-    return value
+    expected = {"bool": bool, "int": int, "enum": str}[f.kind]
+    if not isinstance(value, expected) or (f.kind == "int" and isinstance(value, bool)):
+        raise F.FieldValueError(f"{f.api_name}: expected {f.allowed}, got {value!r}")
+    return f.parse_param(f.render_param(value))
