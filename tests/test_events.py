@@ -56,3 +56,17 @@ def test_other_events_change_no_guarded_setting(name, service):
     record = parse_audit_event(event_named(name, service)).record
     assert record.changed_setting is None
     assert not record.is_security_preference_change
+
+
+def test_a_set_password_policy_event_proposes_a_run_of_the_password_policy_only():
+    from secpref_guard.config import load_config
+    from secpref_guard.modes import audit_proposal
+
+    settings = load_config({"BASELINE_PASSWORD_MINIMUM_LENGTH": "14"}).settings
+    for name, setting in (
+        ("SetPasswordPolicy", "password-policy"),
+        ("SetSecurityPreference", "security-preference"),
+    ):
+        proposal = audit_proposal(parse_audit_event(event_named(name)), settings, None)
+        assert proposal.candidate is not None, proposal
+        assert proposal.candidate.settings == (setting,)
