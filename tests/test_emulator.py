@@ -32,7 +32,7 @@ from secpref_guard.emulator import (
     Emulator,
     ImsBackend,
 )
-from secpref_guard.emulator.mock import DEFAULT_ENDPOINT
+from secpref_guard.emulator.mock import DEFAULT_ENDPOINT, mock_endpoint
 from secpref_guard.emulator.models import documented_defaults
 
 KEY, SECRET = DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
@@ -883,3 +883,17 @@ def test_put_holds_python_values_to_what_the_set_accepts(emu, name, value):
     with pytest.raises(F.FieldValueError):
         emu.ims.put(ACCOUNT, **{name: value})
     assert emu.ims.state(ACCOUNT, setting) == before
+
+
+def test_a_client_whose_clock_is_an_hour_off_gets_one_clear_error(credentials, no_sleep):
+    # the service's clock an hour ahead of this machine's: the SDK's Timestamp is stale
+    emu = Emulator.with_default_key(clock=lambda: time.time() + 3600)
+    with mock_endpoint(emu, ENDPOINT):
+        client = ImsClient(ENDPOINT, credentials, retry=no_sleep)
+        with pytest.raises(ApiError) as err:
+            client.get_password_policy()
+
+    assert err.value.code == "InvalidTimeStamp.Expired"
+    assert err.value.http_status == 400
+    assert err.value.attempts == 1  # not retried: the next try would be as stale
+    assert emu.ims.calls == []
