@@ -284,7 +284,8 @@ class Field:
 
     def rule(self, baseline: Value, exact: bool = False) -> str:
         """The rule a live value is held to, in words: "at least 14", "at most 4, not 0 (off)",
-        "true", "exactly 10.0.0.0/8;192.168.0.0/16"."""
+        "true", "exactly 10.0.0.0/8;192.168.0.0/16", or "any value" for a baseline at the
+        weakest end of its direction."""
         if exact or self.direction is None:
             return f"exactly {self._words(baseline)}"
         if self.direction == "lower":
@@ -296,10 +297,12 @@ class Field:
         if self.direction == "higher":
             return f"at least {baseline}"
         if self.direction == "true":
-            return "true" if baseline is True else "true or false"
+            return "true" if baseline is True else "any value"  # false is the weakest
         stricter = self.order[self.order.index(baseline) :] if baseline in self.order else ()
         if len(stricter) <= 1:
             return f"exactly {self._words(baseline)}"
+        if len(stricter) == len(self.order):
+            return "any value"  # the weakest of the order
         return f"at least {baseline} ({' or '.join(str(v) for v in stricter)})"
 
     def _words(self, value: Value) -> str:
