@@ -448,6 +448,9 @@ def test_satisfies_is_a_total_preorder_consistent_with_the_direction(f, data):
     assert f.satisfies(a, b) == stricter_by_direction(f, a, b)
     assert f.satisfies(a, b, exact=True) == (a == b)
     assert (f.strictness(a) >= f.strictness(b)) == f.satisfies(a, b)
+    if f.rule(b) == "any value":
+        assert f.satisfies(a, b)
+    assert f.rule(b, exact=True).startswith("exactly ")
 
 
 @pytest.mark.parametrize("f", EXACT_ONLY, ids=lambda f: f.api_name)
