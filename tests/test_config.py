@@ -345,6 +345,11 @@ def test_the_password_policy_and_the_security_preference_share_one_baseline():
 def test_a_password_baseline_alone_leaves_the_security_preference_unenforced():
     config = load_config({"BASELINE_PASSWORD_HARD_EXPIRE": "true"})
     assert config.baseline_of(F.SECURITY_PREFERENCE) == {}
+    assert config.enforced_settings == (F.PASSWORD_POLICY,)
+    assert load_config({"BASELINE_LOGIN_SESSION_DURATION": "4"}).enforced_settings == (
+        F.SECURITY_PREFERENCE,
+    )
+    assert load_config({"GUARD_PRESET": "cis-2.0"}).enforced_settings == F.SETTINGS
 
 
 def test_a_misspelt_password_variable_is_named_with_the_right_spelling():

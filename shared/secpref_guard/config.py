@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic import Field as PydanticField
 
-from .fields import BY_API_NAME, FIELDS, FieldValueError, Setting, Value
+from .fields import BY_API_NAME, FIELDS, SETTINGS, FieldValueError, Setting, Value
 from .presets import PRESETS
 
 ROLE_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
@@ -362,6 +362,12 @@ class GuardConfig(BaseModel):
         """Whether this field is compared for equality (GUARD_EXACT_FIELDS, or a field with
         no safer direction) rather than "at least as strict"."""
         return api_name in self.settings.exact_fields or BY_API_NAME[api_name].direction is None
+
+    @property
+    def enforced_settings(self) -> tuple[Setting, ...]:
+        """The settings with at least one baseline field, in table order: the only ones a run
+        reads (a setting the baseline does not pin is never read)."""
+        return tuple(s for s in SETTINGS if self.baseline_of(s))
 
     def baseline_of(self, setting: Setting) -> dict[str, Value]:
         """The baseline fields of one setting (empty: the setting is not enforced, not read)."""
