@@ -433,10 +433,12 @@ def int_field(
     unit: str,
     direction: Direction | None = None,
     off: int | None = None,
+    off_means: str = "off",
 ) -> Field:
     """An integer field with an inclusive range (the same range from the environment and as
-    an API parameter)."""
-    off_words = f", {off} = off" if off is not None else ""
+    an API parameter); ``off`` is the value that switches the limit off, ``off_means`` its
+    wording in messages."""
+    off_words = f", {off} = {off_means}" if off is not None else ""
     return Field(
         api_name=api_name,
         env_var=env_var,

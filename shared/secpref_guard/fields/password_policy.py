@@ -104,6 +104,7 @@ PASSWORD_POLICY = Setting(
             "attempts",
             direction="lower",
             off=0,
+            off_means="no lock-out",
         ),
         int_field(
             "MinimumPasswordDifferentCharacter",
@@ -135,6 +136,7 @@ PASSWORD_POLICY = Setting(
             "days",
             direction="lower",
             off=0,
+            off_means="no limit",
         ),
         bool_field(
             "InterceptRiskPasswordOnApi",
