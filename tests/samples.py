@@ -9,7 +9,7 @@ from secpref_guard import fields as F
 # Valid values per kind, as environment text; a field of a new kind fails loudly.
 SAMPLE_TEXTS = {
     "bool": ["true", "false"],
-    "int": ["90", "730", "1", "24", "12"],
+    "int": ["90", "730", "1", "24", "12", "8", "0"],
     "enum": ["mandatory", "adaptive", "independent"],
     "masks": ["10.0.0.0/8;192.168.0.0/16", "172.16.0.0/12", ""],
     "types": ["sms,email", "sms", "email", ""],

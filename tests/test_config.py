@@ -54,7 +54,7 @@ def accepted_values(f: F.Field) -> list[str]:
 def test_a_valid_value_of_each_field_becomes_its_baseline(f):
     from secpref_guard.emulator.models import documented_defaults
 
-    value = documented_defaults()[f.api_name]
+    value = documented_defaults(f.setting)[f.api_name]
     config = load_config({f.env_var: env_text(f, value)})
     assert config.baseline == {f.api_name: value}
     assert config.source_of(f.api_name) == f.env_var
@@ -247,10 +247,147 @@ def test_the_preset_applies_and_a_baseline_variable_overrides_it():
     assert config.source_of("MaxIdleDaysForUsers") == "BASELINE_MAX_IDLE_DAYS_FOR_USERS"
 
 
+def test_the_cis_preset_covers_1_4_to_1_14_with_one_citation_each():
+    from secpref_guard.presets import PRESETS
+
+    preset = PRESETS["cis-2.0"]
+    recommendations = {}
+    for api_name, entry in preset.items():
+        f = F.field(api_name)
+        assert f.parse_param(f.render_param(entry.value)) == entry.value, api_name
+        match = re.search(r"v2\.0\.0, (1\.\d+)", entry.citation)
+        assert match, entry.citation
+        assert "\n" not in entry.citation
+        recommendations[api_name] = match.group(1)
+    assert recommendations == {
+        "MFAOperationForLogin": "1.4",
+        "MaxIdleDaysForUsers": "1.5",
+        "MaxIdleDaysForAccessKeys": "1.6",
+        "RequireUppercaseCharacters": "1.7",
+        "RequireLowercaseCharacters": "1.8",
+        "RequireSymbols": "1.9",
+        "RequireNumbers": "1.10",
+        "MinimumPasswordLength": "1.11",
+        "PasswordReusePrevention": "1.12",
+        "MaxPasswordAge": "1.13",
+        "MaxLoginAttemps": "1.14",
+    }
+    values = {name: entry.value for name, entry in preset.items()}
+    assert values["MinimumPasswordLength"] == 14
+    assert values["PasswordReusePrevention"] == 5
+    assert values["MaxPasswordAge"] == 365
+    assert values["MaxLoginAttemps"] == 5
+
+
+def test_the_cis_preset_thresholds_keep_a_stricter_account():
+    config = load_config({"GUARD_PRESET": "cis-2.0"})
+    length, attempts = F.field("MinimumPasswordLength"), F.field("MaxLoginAttemps")
+    assert length.satisfies(20, config.baseline["MinimumPasswordLength"])  # "14 or greater"
+    assert not length.satisfies(12, config.baseline["MinimumPasswordLength"])
+    assert attempts.satisfies(3, config.baseline["MaxLoginAttemps"])
+    assert not attempts.satisfies(0, config.baseline["MaxLoginAttemps"])
+    assert config.is_exact("MaxPasswordAge")  # CIS 2.0 and 1.0 disagree on the direction
+
+
 def test_an_unknown_preset_names_the_variable():
     error = config_error({"GUARD_PRESET": "cis-9"})
     assert error.variable == "GUARD_PRESET"
     assert "cis-2.0" in str(error)
+
+
+# --- the password policy ------------------------------------------------------------------
+
+PASSWORD_RANGES = {
+    "BASELINE_PASSWORD_MINIMUM_LENGTH": (8, 32),
+    "BASELINE_PASSWORD_REUSE_PREVENTION": (0, 24),
+    "BASELINE_PASSWORD_MAX_AGE": (0, 1095),
+    "BASELINE_PASSWORD_MAX_LOGIN_ATTEMPTS": (0, 32),
+    "BASELINE_PASSWORD_MINIMUM_DIFFERENT_CHARACTERS": (0, 8),
+    "BASELINE_PASSWORD_INITIAL_AGE": (0, 90),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(PASSWORD_RANGES))
+def test_a_password_integer_accepts_its_range_and_names_it_otherwise(variable):
+    low, high = PASSWORD_RANGES[variable]
+    assert baseline_of(variable, str(low)) == low
+    assert baseline_of(variable, f" {high} ") == high
+    for text in (str(low - 1), str(high + 1), "14.0", "fourteen", "١٤", "0x10"):
+        error = config_error({variable: text})
+        assert error.variable == variable
+        assert f"from {low} to {high}" in error.problem, text
+
+
+def test_the_password_policy_and_the_security_preference_share_one_baseline():
+    config = load_config(
+        {
+            "BASELINE_PASSWORD_MINIMUM_LENGTH": "14",
+            "BASELINE_PASSWORD_REQUIRE_SYMBOLS": "TRUE",
+            "BASELINE_PASSWORD_MAX_LOGIN_ATTEMPTS": "5",
+            "BASELINE_LOGIN_SESSION_DURATION": "4",
+        }
+    )
+    assert config.baseline == {
+        "MinimumPasswordLength": 14,
+        "RequireSymbols": True,
+        "MaxLoginAttemps": 5,
+        "LoginSessionDuration": 4,
+    }
+    assert config.baseline_of(F.PASSWORD_POLICY) == {
+        "MinimumPasswordLength": 14,
+        "RequireSymbols": True,
+        "MaxLoginAttemps": 5,
+    }
+    assert config.baseline_of(F.SECURITY_PREFERENCE) == {"LoginSessionDuration": 4}
+    assert config.source_of("MaxLoginAttemps") == "BASELINE_PASSWORD_MAX_LOGIN_ATTEMPTS"
+
+
+def test_a_password_baseline_alone_leaves_the_security_preference_unenforced():
+    config = load_config({"BASELINE_PASSWORD_HARD_EXPIRE": "true"})
+    assert config.baseline_of(F.SECURITY_PREFERENCE) == {}
+    assert config.enforced_settings == (F.PASSWORD_POLICY,)
+    assert load_config({"BASELINE_LOGIN_SESSION_DURATION": "4"}).enforced_settings == (
+        F.SECURITY_PREFERENCE,
+    )
+    assert load_config({"GUARD_PRESET": "cis-2.0"}).enforced_settings == F.SETTINGS
+
+
+def test_a_misspelt_password_variable_is_named_with_the_right_spelling():
+    error = config_error({"BASELINE_PASSWORD_MAX_LOGIN_ATTEMPS": "5"})
+    assert error.variable == "BASELINE_PASSWORD_MAX_LOGIN_ATTEMPS"
+    assert "BASELINE_PASSWORD_MAX_LOGIN_ATTEMPTS" in error.problem
+
+
+# --- GUARD_EXACT_FIELDS ---------------------------------------------------------------------
+
+
+def test_exact_fields_default_to_none_and_directional_fields_are_thresholds():
+    config = load_config(SOME_BASELINE)
+    assert config.settings.exact_fields == frozenset()
+    assert not config.is_exact("MinimumPasswordLength")
+    assert not config.is_exact("LoginSessionDuration")
+    # a field without a safer direction is always compared for equality
+    assert config.is_exact("MaxPasswordAge")
+    assert config.is_exact("LoginNetworkMasks")
+
+
+def test_exact_fields_are_read_from_a_comma_separated_list():
+    config = load_config(
+        {**SOME_BASELINE, "GUARD_EXACT_FIELDS": " MinimumPasswordLength, LoginSessionDuration ,"}
+    )
+    assert config.settings.exact_fields == {"MinimumPasswordLength", "LoginSessionDuration"}
+    assert config.is_exact("MinimumPasswordLength")
+    assert config.is_exact("LoginSessionDuration")
+    assert not config.is_exact("MaxLoginAttemps")
+
+
+@pytest.mark.parametrize("text", ["MinimumPasswordLenght", "BASELINE_PASSWORD_MINIMUM_LENGTH"])
+def test_an_unknown_exact_field_names_the_variable_and_the_known_fields(text):
+    error = config_error({**SOME_BASELINE, "GUARD_EXACT_FIELDS": text})
+    assert error.variable == "GUARD_EXACT_FIELDS"
+    assert text in error.problem
+    assert "MinimumPasswordLength" in error.problem
+    assert "LoginSessionDuration" in error.problem
 
 
 # --- GUARD_* settings ---------------------------------------------------------------------

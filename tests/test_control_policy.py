@@ -22,7 +22,7 @@ def exempted(guard_role: str | None, member_role: str = MEMBER_ROLE) -> list[str
     return statement["Condition"]["StringNotLike"]["acs:PrincipalARN"]
 
 
-def test_the_policy_denies_set_security_preference_to_all_but_the_two_roles() -> None:
+def test_the_policy_denies_both_settings_sets_to_all_but_the_two_roles() -> None:
     policy = json.loads(render("SecprefGuardRole", MEMBER_ROLE))
 
     assert policy == {
@@ -30,7 +30,7 @@ def test_the_policy_denies_set_security_preference_to_all_but_the_two_roles() ->
         "Statement": [
             {
                 "Effect": "Deny",
-                "Action": ["ram:SetSecurityPreference"],
+                "Action": ["ram:SetSecurityPreference", "ram:SetPasswordPolicy"],
                 "Resource": "*",
                 "Condition": {
                     "StringNotLike": {
@@ -72,10 +72,21 @@ def test_render_is_compact_json_and_indent_is_the_same_document() -> None:
 
 
 def test_the_largest_policy_fits_the_api_and_ros_limits() -> None:
-    longest = render("g" * 64, "m" * 64, indent=4)
+    # both denied actions, two role names of the most characters RAM allows, the guard role
+    # limited to an account id of the most digits
+    longest = render("g" * 64, "m" * 64, guard_account="9" * 20, indent=4)
 
+    assert "ram:SetPasswordPolicy" in longest
     assert len(longest) < ROS_MAX_POLICY_CHARS < MAX_POLICY_CHARS
-    assert render("g" * 64, "m" * 64, limit=ROS_MAX_POLICY_CHARS)
+    assert render("g" * 64, "m" * 64, guard_account="9" * 20, limit=ROS_MAX_POLICY_CHARS)
+    assert len(render("g" * 64, "m" * 64, guard_account="9" * 20)) < 400
+
+
+def test_every_guarded_settings_set_is_denied() -> None:
+    from secpref_guard import fields as F
+
+    [statement] = control_policy(None, MEMBER_ROLE)["Statement"]
+    assert statement["Action"] == [f"ram:{s.set_action}" for s in F.SETTINGS]
 
 
 def test_a_policy_over_the_limit_is_refused() -> None:

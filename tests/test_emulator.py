@@ -10,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -20,7 +22,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 
 from secpref_guard import fields as F
-from secpref_guard.client import ImsClient, RetryPolicy
+from secpref_guard.client import ApiError, ImsClient, RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
     DEFAULT_ACCESS_KEY_ID,
@@ -30,7 +32,7 @@ from secpref_guard.emulator import (
     Emulator,
     ImsBackend,
 )
-from secpref_guard.emulator.mock import DEFAULT_ENDPOINT
+from secpref_guard.emulator.mock import DEFAULT_ENDPOINT, mock_endpoint
 from secpref_guard.emulator.models import documented_defaults
 
 KEY, SECRET = DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
@@ -69,7 +71,7 @@ def signed_url(
         "SignatureMethod": "HMAC-SHA1",
         "SignatureVersion": "1.0",
         "SignatureNonce": uuid.uuid4().hex,
-        "Timestamp": "2026-11-25T04:00:00Z",
+        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "RegionId": "cn-hangzhou",
         **protocol,
         **params,
@@ -272,14 +274,17 @@ def test_an_error_has_the_real_json_shape(emu):
 
 @pytest.mark.parametrize("f", F.FIELDS, ids=[f.api_name for f in F.FIELDS])
 def test_the_sdks_none_is_an_invalid_parameter_of_every_field(emu, f):
-    before = dict(emu.ims.state(ACCOUNT))
+    setting = F.setting_of(f.api_name)
+    before = dict(emu.ims.state(ACCOUNT, setting.name))
 
-    status, body = call(emu, {"Action": SET, f.api_name: "None"})
+    status, body = call(emu, {"Action": setting.set_action, f.api_name: "None"})
 
     assert status == 400
-    assert body["Code"] == f"InvalidParameter.{f.api_name}"
+    # the password policy's codes say how the value is wrong, as the RAM API documents them
+    suffix = ".Format" if setting.detailed_error_codes else ""
+    assert body["Code"] == f"InvalidParameter.{f.api_name}{suffix}"
     assert set(body) == ERROR_KEYS
-    assert emu.ims.state(ACCOUNT) == before
+    assert emu.ims.state(ACCOUNT, setting.name) == before
 
 
 @pytest.mark.parametrize(
@@ -457,3 +462,438 @@ def test_the_http_server_serves_the_same_emulator_to_the_sdk(capsys):
     captured = capsys.readouterr()
     assert token not in captured.err + captured.out  # request lines are never logged
     assert quote(token, safe="") not in captured.err + captured.out
+
+
+# --- the password policy ---------------------------------------------------------------------
+
+GET_PP, SET_PP = "GetPasswordPolicy", "SetPasswordPolicy"
+PP = F.PASSWORD_POLICY
+PP_INTEGERS = [f for f in PP.fields if f.kind == "int"]
+PP_BOOLEANS = [f for f in PP.fields if f.kind == "bool"]
+
+
+def test_a_new_accounts_password_policy_is_flat_and_at_the_documented_defaults(client, emulator):
+    policy = client.get_password_policy()
+
+    assert policy.setting == "password-policy"
+    assert policy.values == documented_defaults("password-policy")
+    assert policy.values["MinimumPasswordLength"] == 8
+    assert policy.values["InitialPasswordAge"] == 14
+    assert policy.values["MaxLoginAttemps"] == 0
+    assert policy.request_id
+
+
+def test_the_get_password_policy_response_has_the_real_shape(emu):
+    status, body = call(emu, {"Action": GET_PP})
+
+    assert status == 200
+    assert set(body) == {"PasswordPolicy", "RequestId"}
+    assert set(body["PasswordPolicy"]) == {f.api_name for f in PP.fields}
+    assert body["PasswordPolicy"]["RequireSymbols"] is False  # JSON booleans, not text
+    assert body["PasswordPolicy"]["MaxPasswordAge"] == 0
+
+
+@pytest.mark.parametrize("f", PP_INTEGERS, ids=lambda f: f.api_name)
+def test_each_password_integer_is_accepted_at_both_ends_of_its_range(client, emulator, f):
+    low, high = f.bounds
+    for value in (low, high):
+        client.set_setting(PP, {f.api_name: value})
+        assert emulator.ims.state(ACCOUNT, "password-policy")[f.api_name] == value
+        assert client.get_setting(PP).values[f.api_name] == value
+
+
+@pytest.mark.parametrize("f", PP_INTEGERS, ids=lambda f: f.api_name)
+def test_a_password_integer_outside_its_range_is_the_documented_range_error(reset_emulator, f):
+    low, high = f.bounds
+    before = dict(reset_emulator.ims.state(ACCOUNT, "password-policy"))
+    for outside in (low - 1, high + 1):
+        request = sdk_request(SET_PP, "POST")
+        request.add_query_param("RequireSymbols", "true")  # valid: must not be applied either
+        request.add_query_param(f.api_name, str(outside))
+
+        with pytest.raises(ServerException) as err:
+            sdk().do_action_with_exception(request)
+
+        assert err.value.get_http_status() == 400
+        assert err.value.get_error_code() == f"InvalidParameter.{f.api_name}.Range"
+        assert err.value.get_error_msg() == (
+            f'The parameter - "{f.api_name}" MUST be in the range of {low} and {high}.'
+        )
+    assert reset_emulator.ims.state(ACCOUNT, "password-policy") == before
+
+
+@pytest.mark.parametrize("f", PP.fields, ids=lambda f: f.api_name)
+@pytest.mark.parametrize("text", ["True", "", "1.5", "ten", "None"])
+def test_a_malformed_password_value_is_a_format_error_and_changes_nothing(emu, f, text):
+    before = dict(emu.ims.state(ACCOUNT, "password-policy"))
+
+    status, body = call(emu, {"Action": SET_PP, "HardExpire": "true", f.api_name: text})
+
+    assert (status, body["Code"]) == (400, f"InvalidParameter.{f.api_name}.Format")
+    assert body["Message"] == f'The format of the parameter - "{f.api_name}" is incorrect.'
+    assert set(body) == ERROR_KEYS
+    assert emu.ims.state(ACCOUNT, "password-policy") == before
+
+
+@pytest.mark.parametrize(
+    ("omitted", "after"),
+    [
+        ("reset", {"MinimumPasswordLength": 8, "MaxLoginAttemps": 0, "InitialPasswordAge": 14}),
+        ("keep", {"MinimumPasswordLength": 20, "MaxLoginAttemps": 5, "InitialPasswordAge": 7}),
+    ],
+)
+def test_what_a_set_password_policy_does_to_omitted_fields(omitted, after):
+    ims = ImsBackend(omitted=omitted)  # type: ignore[arg-type]
+    ims.put(ACCOUNT, MinimumPasswordLength="20", MaxLoginAttemps="5", InitialPasswordAge="7")
+
+    ims.set_password_policy(ACCOUNT, {"RequireSymbols": "true"})
+
+    state = ims.state(ACCOUNT, "password-policy")
+    assert state["RequireSymbols"] is True
+    assert {name: state[name] for name in after} == after
+
+
+def test_both_set_semantics_through_the_sdk_for_the_password_policy(client, emulator, omitted):
+    emulator.ims.put(ACCOUNT, PasswordReusePrevention="5", HardExpire="true")
+
+    client.set_password_policy({"MinimumPasswordLength": 14})
+
+    values = client.get_password_policy().values
+    assert values["MinimumPasswordLength"] == 14
+    expected = (0, False) if omitted == "reset" else (5, True)
+    assert (values["PasswordReusePrevention"], values["HardExpire"]) == expected
+
+
+def test_the_omitted_behaviour_can_differ_per_setting():
+    ims = ImsBackend(omitted="reset", omitted_by_setting={"password-policy": "keep"})
+    ims.put(ACCOUNT, MaxLoginAttemps="5", LoginSessionDuration="2")
+
+    ims.set_password_policy(ACCOUNT, {"RequireNumbers": "true"})
+    ims.set_security_preference(ACCOUNT, {"EnableSaveMFATicket": "true"})
+
+    assert ims.state(ACCOUNT, "password-policy")["MaxLoginAttemps"] == 5  # kept
+    assert ims.state(ACCOUNT)["LoginSessionDuration"] == 6  # reset
+
+
+def test_one_settings_set_never_touches_the_other_setting(emu):
+    emu.ims.put(ACCOUNT, LoginSessionDuration="2", MinimumPasswordLength="20")
+    preference = dict(emu.ims.state(ACCOUNT))
+    policy = dict(emu.ims.state(ACCOUNT, "password-policy"))
+
+    assert call(emu, {"Action": SET_PP, "RequireSymbols": "true"})[0] == 200
+    assert emu.ims.state(ACCOUNT) == preference
+    assert call(emu, {"Action": SET, "EnableSaveMFATicket": "true"})[0] == 200
+    assert emu.ims.state(ACCOUNT, "password-policy") == {**policy, **_reset_pp(RequireSymbols=True)}
+
+
+def _reset_pp(**values: F.Value) -> dict[str, F.Value]:
+    return {**documented_defaults("password-policy"), **values}
+
+
+def test_a_security_preference_parameter_is_not_a_password_policy_parameter(emu):
+    before = dict(emu.ims.state(ACCOUNT))
+
+    status, _ = call(emu, {"Action": SET_PP, "LoginSessionDuration": "1"})
+
+    assert status == 200  # an unknown parameter is ignored, as the service ignores it
+    assert emu.ims.state(ACCOUNT) == before
+
+
+def test_the_set_password_policy_response_echoes_the_new_state(emu):
+    status, body = call(emu, {"Action": SET_PP, "MinimumPasswordLength": "16"})
+    assert status == 200
+    assert PP.parse_response(body["PasswordPolicy"])["MinimumPasswordLength"] == 16
+
+
+def test_faults_and_ignored_sets_apply_to_the_password_policy(client, emulator):
+    emulator.ims.inject_fault("NoPermission", 403, action=GET_PP, message="not allowed")
+    with pytest.raises(ApiError, match="NoPermission") as err:
+        client.get_password_policy()
+    assert err.value.http_status == 403
+    assert client.get_security_preference().values  # the other setting's Get is not hit
+    assert client.get_password_policy().values
+
+    emulator.ims.ignored_sets = 1
+    client.set_password_policy({"MinimumPasswordLength": 30})
+    assert emulator.ims.state(ACCOUNT, "password-policy")["MinimumPasswordLength"] == 8
+
+
+def test_a_hidden_password_field_is_unknown_to_the_client(client, emulator):
+    emulator.ims.hide_field(ACCOUNT, "InterceptRiskPasswordOnApi")
+    values = client.get_password_policy().values
+    assert "InterceptRiskPasswordOnApi" not in values
+    assert "MinimumPasswordLength" in values
+
+
+def test_put_sends_each_field_to_its_setting_and_checks_everything_first(emu):
+    emu.ims.put(ACCOUNT, MinimumPasswordLength="14", LoginSessionDuration="4", HardExpire=True)
+
+    assert emu.ims.state(ACCOUNT)["LoginSessionDuration"] == 4
+    assert emu.ims.state(ACCOUNT, "password-policy")["MinimumPasswordLength"] == 14
+    assert emu.ims.state(ACCOUNT, "password-policy")["HardExpire"] is True
+    assert "MinimumPasswordLength" not in emu.ims.state(ACCOUNT)
+    with pytest.raises(F.FieldValueError, match="from 8 to 32"):
+        emu.ims.put(ACCOUNT, LoginSessionDuration="5", MinimumPasswordLength="7")
+    assert emu.ims.state(ACCOUNT)["LoginSessionDuration"] == 4  # nothing applied
+
+
+def test_the_emulator_command_takes_password_policy_fields_for_set(capsys):
+    from secpref_guard import cli
+
+    assert cli.main(["emulator", "--port", "0", "--set", "MinimumPasswordLength=7"]) == 1
+    err = capsys.readouterr().err
+    assert "MinimumPasswordLength=7" in err
+    assert "from 8 to 32" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_the_emulator_command_serves_a_password_policy_set_on_its_command_line():
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    executable = Path(sys.executable).with_name("secpref-guard")
+    server = subprocess.Popen(
+        [
+            str(executable),
+            *("emulator", "--port", str(port), "--json"),
+            *("--set", "MinimumPasswordLength=14", "--set", "RequireSymbols=true"),
+            *("--set", "LoginSessionDuration=3"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("BASELINE_", "GUARD_"))},
+    )
+    try:
+        endpoint = json.loads(server.stdout.readline())["endpoint"]
+        client = ImsClient(
+            endpoint, Credentials(KEY, SECRET), retry=RetryPolicy(sleep=lambda s: None)
+        )
+        policy = client.get_password_policy().values
+        preference = client.get_security_preference().values
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stdout.close()
+        server.stderr.close()
+    assert (policy["MinimumPasswordLength"], policy["RequireSymbols"]) == (14, True)
+    assert policy["MaxLoginAttemps"] == 0
+    assert preference["LoginSessionDuration"] == 3
+
+
+def test_the_http_server_serves_the_password_policy_to_the_sdk():
+    emulator = Emulator.with_default_key()
+    with BackgroundServer(emulator) as server:
+        client = ImsClient(
+            server.endpoint, Credentials(KEY, SECRET), retry=RetryPolicy(sleep=lambda s: None)
+        )
+        client.set_password_policy({"MaxLoginAttemps": 5, "RequireNumbers": True})
+        policy = client.get_password_policy()
+    assert policy.values["MaxLoginAttemps"] == 5
+    assert policy.values["RequireNumbers"] is True
+    assert [c.action for c in emulator.ims.calls] == [SET_PP, GET_PP]
+
+
+# --- the client's generic settings calls -----------------------------------------------------
+
+
+def test_set_setting_refuses_a_field_of_another_setting(client, emulator):
+    with pytest.raises(ValueError, match="SetPasswordPolicy does not take LoginSessionDuration"):
+        client.set_setting(PP, {"MinimumPasswordLength": 14, "LoginSessionDuration": 4})
+    assert emulator.ims.calls == []
+
+
+def test_set_setting_refuses_live_values_of_another_setting(client, emulator):
+    live = client.get_security_preference()
+    with pytest.raises(ValueError, match="security-preference"):
+        client.set_setting(PP, {"MinimumPasswordLength": 14}, live=live)
+
+
+def test_set_security_preference_never_sends_a_password_field(client, emulator):
+    client.set_security_preference({"LoginSessionDuration": 4, "MinimumPasswordLength": 14})
+    (sent,) = emulator.ims.calls_of(SET)
+    assert sent.params == {"LoginSessionDuration": "4"}
+    assert emulator.ims.state(ACCOUNT, "password-policy")["MinimumPasswordLength"] == 8
+
+
+def test_get_setting_reads_every_setting_through_the_sdk(client, emulator):
+    emulator.ims.put(ACCOUNT, MinimumPasswordLength="14", MFAOperationForLogin="mandatory")
+    read = {s.name: client.get_setting(s) for s in F.SETTINGS}
+
+    assert read["password-policy"].values["MinimumPasswordLength"] == 14
+    assert read["security-preference"].values["MFAOperationForLogin"] == "mandatory"
+    assert read["security-preference"].extra == {"OperationForRiskLogin": "autonomous"}
+    assert read["password-policy"].extra == {}
+    assert [c.action for c in emulator.ims.calls] == [GET, GET_PP]
+
+
+# --- RPC strictness: what the services reject ------------------------------------------------
+
+NOW = 1_795_000_000.0  # 2026-11-18T08:26:40Z: the emulator's clock in these tests
+
+
+def rpc_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+@pytest.fixture
+def clocked() -> Emulator:
+    return Emulator.with_default_key(clock=lambda: NOW)
+
+
+@pytest.mark.parametrize("offset", [-15 * 60, -60, 0, 60, 15 * 60])
+def test_a_timestamp_within_fifteen_minutes_is_accepted(clocked, offset):
+    status, _ = call(clocked, {"Action": GET}, Timestamp=rpc_time(NOW + offset))
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [rpc_time(NOW - 15 * 60 - 1), rpc_time(NOW + 15 * 60 + 1), "2000-01-01T00:00:00Z"],
+    ids=["16-minutes-old", "16-minutes-ahead", "year-2000"],
+)
+def test_a_timestamp_off_by_more_than_fifteen_minutes_is_expired(clocked, timestamp):
+    status, body = call(clocked, {"Action": SET, "LoginSessionDuration": "1"}, Timestamp=timestamp)
+
+    assert (status, body["Code"]) == (400, "InvalidTimeStamp.Expired")
+    assert body["Message"] == "Specified time stamp or date value is expired."
+    assert set(body) == ERROR_KEYS
+    assert clocked.ims.state(ACCOUNT)["LoginSessionDuration"] == 6  # nothing written
+    assert clocked.ims.calls == []
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2026-11-18 08:26:40",
+        "2026-11-18T08:26:40",
+        "2026-11-18T08:26:40.123Z",
+        "2026-11-18T08:26:40+00:00",
+        "2026-02-30T08:26:40Z",
+        "2026-11-18T24:00:00Z",
+        "1795000000",
+        "yesterday",
+    ],
+)
+def test_a_malformed_timestamp_is_a_format_error(clocked, timestamp):
+    status, body = call(clocked, {"Action": GET}, Timestamp=timestamp)
+
+    assert (status, body["Code"]) == (400, "InvalidTimeStamp.Format")
+    assert body["Message"] == "Specified time stamp or date value is not well formatted."
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("SignatureMethod", "HMAC-SHA256"),
+        ("SignatureMethod", "hmac-sha1"),
+        ("SignatureMethod", ""),
+        ("SignatureVersion", "2.0"),
+        ("SignatureVersion", "1"),
+    ],
+)
+def test_a_signature_method_or_version_other_than_the_sdks_is_rejected(emu, parameter, value):
+    # correctly signed with v1 over these parameters: only the declared method is wrong
+    status, body = call(emu, {"Action": GET}, **{parameter: value})
+
+    assert (status, body["Code"]) == (400, "InvalidSignatureMethod")
+    assert parameter in body["Message"]
+    assert set(body) == ERROR_KEYS
+
+
+def test_the_sdks_own_signature_method_version_and_timestamp_are_accepted(recorded):
+    sdk().do_action_with_exception(sdk_request(GET))
+
+    (sent,) = recorded
+    assert sent["status"] == 200
+    assert (sent["params"]["SignatureMethod"], sent["params"]["SignatureVersion"]) == (
+        "HMAC-SHA1",
+        "1.0",
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", sent["params"]["Timestamp"])
+
+
+def test_a_nonce_is_single_use_across_actions_and_settings(emu):
+    nonce = uuid.uuid4().hex
+    first, _ = call(emu, {"Action": GET}, SignatureNonce=nonce)
+    status, body = call(emu, {"Action": SET_PP, "HardExpire": "true"}, SignatureNonce=nonce)
+
+    assert first == 200
+    assert (status, body["Code"]) == (400, "SignatureNonceUsed")
+    assert emu.ims.state(ACCOUNT, "password-policy")["HardExpire"] is False
+
+
+def test_the_emulator_keeps_room_for_a_second_signature_scheme(emu):
+    # A header-signed scheme (ACS3) is one more entry that claims its own requests.
+    claimed: list[str] = []
+
+    def header_scheme(method, headers, params):
+        if "authorization" not in {k.lower() for k in headers}:
+            return None
+        claimed.append(method)
+        return emu.keys[KEY]
+
+    emu.schemes.insert(0, header_scheme)
+    status, _, _ = emu.handle(
+        "GET",
+        f"{ENDPOINT}/?Action={GET}&Version=2019-08-15",
+        {"Authorization": "ACS3-HMAC-SHA256 Credential=test-key-id"},
+        None,
+    )
+    assert (status, claimed) == (200, ["GET"])
+    assert call(emu, {"Action": GET})[0] == 200  # v1 requests still go to v1
+
+
+def test_a_nonce_is_remembered_while_its_timestamp_could_still_be_valid():
+    now = [NOW]
+    emu = Emulator.with_default_key(clock=lambda: now[0])
+    nonce = uuid.uuid4().hex
+    assert call(emu, {"Action": GET}, SignatureNonce=nonce, Timestamp=rpc_time(now[0]))[0] == 200
+
+    now[0] += 29 * 60  # within twice the skew: a replay is still refused
+    status, body = call(emu, {"Action": GET}, SignatureNonce=nonce, Timestamp=rpc_time(now[0]))
+    assert (status, body["Code"]) == (400, "SignatureNonceUsed")
+
+    now[0] += 2 * 60 * 60  # long after: the old nonce is forgotten as new ones come in
+    assert call(emu, {"Action": GET}, Timestamp=rpc_time(now[0]))[0] == 200
+    assert nonce not in emu._nonces
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MinimumPasswordLength", 7),
+        ("MaxLoginAttemps", 33),
+        ("MaxLoginAttemps", True),
+        ("RequireSymbols", 1),
+        ("LoginSessionDuration", 0),
+        ("MFAOperationForLogin", "sometimes"),
+    ],
+)
+def test_put_holds_python_values_to_what_the_set_accepts(emu, name, value):
+    setting = F.setting_of(name).name
+    before = dict(emu.ims.state(ACCOUNT, setting))
+    with pytest.raises(F.FieldValueError):
+        emu.ims.put(ACCOUNT, **{name: value})
+    assert emu.ims.state(ACCOUNT, setting) == before
+
+
+def test_a_client_whose_clock_is_an_hour_off_gets_one_clear_error(credentials, no_sleep):
+    # the service's clock an hour ahead of this machine's: the SDK's Timestamp is stale
+    emu = Emulator.with_default_key(clock=lambda: time.time() + 3600)
+    with mock_endpoint(emu, ENDPOINT):
+        client = ImsClient(ENDPOINT, credentials, retry=no_sleep)
+        with pytest.raises(ApiError) as err:
+            client.get_password_policy()
+
+    assert err.value.code == "InvalidTimeStamp.Expired"
+    assert err.value.http_status == 400
+    assert err.value.attempts == 1  # not retried: the next try would be as stale
+    assert emu.ims.calls == []

@@ -49,6 +49,11 @@ def today() -> datetime:
 # --- presets ------------------------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="cis-2.0 pins the password policy (CIS 1.7-1.14), which the run reads and writes "
+    "once it takes a list of settings (issue 12); until then the run fails its verification",
+)
 def test_preset_applies_and_a_variable_overrides_its_field(
     emulator: Emulator, guard_env: pytest.MonkeyPatch
 ) -> None:
@@ -326,7 +331,7 @@ def test_control_policy_command_prints_a_valid_deny_policy(
     document = json.loads(text)
     (statement,) = document["Statement"]
     assert statement["Effect"] == "Deny"
-    assert statement["Action"] == ["ram:SetSecurityPreference"]
+    assert statement["Action"] == ["ram:SetSecurityPreference", "ram:SetPasswordPolicy"]
     assert statement["Condition"]["StringNotLike"]["acs:PrincipalARN"] == [
         "acs:ram:*:*:role/secpref-guard-role",
         "acs:ram:*:*:role/resourcedirectoryaccountaccessrole",

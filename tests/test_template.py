@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from secpref_guard.config import DEFAULT_BUDGET_PREFIX, Settings, load_config
-from secpref_guard.events import parse_audit_event
-from secpref_guard.fields import BY_ENV_VAR
+from secpref_guard.events import SETTING_OF_EVENT, parse_audit_event
+from secpref_guard.fields import BY_ENV_VAR, SETTINGS
 from secpref_guard.modes import audit_proposal
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
-GUARD_ACTIONS = {"ram:GetSecurityPreference", "ram:SetSecurityPreference"}
+# the Get and the Set of every guarded setting (security preference, password policy)
+GUARD_ACTIONS = {f"ram:{a}" for s in SETTINGS for a in (s.get_action, s.set_action)}
 
 
 def _s_binary() -> str | None:
@@ -367,8 +368,18 @@ def test_event_rule_delivers_exactly_the_changes_the_handler_acts_on(
         acted_on = audit_proposal(audit, guard_config.settings, None).candidate is not None
         # the rule may deliver more than the handler acts on (the handler decides), never less
         assert delivered or not acted_on, path.name
-        if document["data"]["eventName"] != "SetSecurityPreference":
+        if document["data"]["eventName"] not in SETTING_OF_EVENT:
             assert not delivered, path.name
+    # every guarded setting's audit events are delivered, as API calls and console operations
+    sample = json.loads((EVENTS / "set-in-console.json").read_bytes())
+    for event_name in SETTING_OF_EVENT:
+        for kind in ("ApiCall", "ConsoleOperation"):
+            document = {
+                **sample,
+                "type": f"ram:ActionTrail:{kind}",
+                "data": {**sample["data"], "eventName": event_name},
+            }
+            assert _matches(pattern, document), (event_name, kind)
 
 
 def test_cli_invoke_accepts_the_template_handler_names(

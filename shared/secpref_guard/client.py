@@ -335,7 +335,8 @@ def _log_retry(state: RetryCallState) -> None:
 
 @dataclass(frozen=True)
 class Preference:
-    """The live security preference: canonical values of the fields the account returned."""
+    """One live setting of an account (the security preference, the password policy):
+    canonical values of the fields the account returned."""
 
     values: dict[str, F.Value]
     request_id: str | None = None
@@ -343,10 +344,12 @@ class Preference:
     # The Set parameter of each field as it was read, where its canonical rendering could
     # differ (masks, verification types): what goes back when the field is not changed.
     live_params: dict[str, str] = field(default_factory=dict)
+    setting: str = F.SECURITY_PREFERENCE.name  # which setting was read
 
 
 class ImsClient:
-    """GetSecurityPreference and SetSecurityPreference of one account (IMS 2019-08-15)."""
+    """The account-level settings of one account (IMS 2019-08-15): a Get and a Set for each
+    setting of the field tables (``fields.SETTINGS``)."""
 
     def __init__(self, endpoint: str, credentials: Credentials, **kwargs: Any) -> None:
         self.rpc = RpcClient(endpoint, IMS_VERSION, credentials, **kwargs)
@@ -355,45 +358,73 @@ class ImsClient:
     def log(self) -> CallLog:
         return self.rpc.log
 
-    def get_security_preference(self) -> Preference:
-        document = self.rpc.call("GetSecurityPreference")
-        preference = document.get("SecurityPreference")
-        if not isinstance(preference, dict):
+    def get_setting(self, setting: F.Setting) -> Preference:
+        """Read one setting: its values, read-only fields and live parameters."""
+        document = self.rpc.call(setting.get_action)
+        body = document.get(setting.response_key)
+        if not isinstance(body, dict):
             raise ApiError(
-                "GetSecurityPreference",
+                setting.get_action,
                 "InvalidResponse",
-                "the response has no SecurityPreference object",
+                f"the response has no {setting.response_key} object",
                 request_id=document.get("RequestId"),
             )
         try:
-            values, live_params = F.read_response(preference)
+            values, live_params = setting.read_response(body)
         except F.FieldValueError as exc:
             raise ApiError(
-                "GetSecurityPreference",
+                setting.get_action,
                 "InvalidResponse",
                 str(exc),
                 request_id=document.get("RequestId"),
             ) from None
-        extra = {
-            name: preference.get(group, {}).get(name)
-            for name, group in F.READ_ONLY_FIELDS.items()
-            if isinstance(preference.get(group), dict) and name in preference[group]
-        }
-        return Preference(values, document.get("RequestId"), extra, live_params)
+        extra = setting.read_only_values(body)
+        return Preference(values, document.get("RequestId"), extra, live_params, setting.name)
 
-    def set_security_preference(
-        self, values: Mapping[str, F.Value], live: Preference | None = None
+    def set_setting(
+        self,
+        setting: F.Setting,
+        desired: Mapping[str, F.Value],
+        live: Preference | None = None,
     ) -> str | None:
-        """Send these values (a complete desired state: the API resets what is omitted).
+        """Send these values of one setting (a complete desired state: the API may reset what
+        is omitted). A field of another setting in ``desired`` is refused, never dropped.
 
         With ``live`` (the Get the values were derived from), a field whose value equals its
         live value goes out exactly as it was read, not in its canonical rendering: the
         masks ``10.1.2.3/24`` are sent back as ``10.1.2.3/24``, not ``10.1.2.0/24``."""
-        params = F.render_params(values)
+        foreign = sorted(set(desired) - set(setting.by_api_name))
+        if foreign:
+            raise ValueError(f"{setting.set_action} does not take {', '.join(foreign)}")
+        if live is not None and live.setting != setting.name:
+            raise ValueError(f"the live values are of {live.setting}, not of {setting.name}")
+        params = setting.render_params(desired)
         if live is not None:
             for name, text in live.live_params.items():
-                if name in params and name in live.values and values[name] == live.values[name]:
+                if name in params and name in live.values and desired[name] == live.values[name]:
                     params[name] = text
-        document = self.rpc.call("SetSecurityPreference", params)
+        document = self.rpc.call(setting.set_action, params)
         request_id = document.get("RequestId")
         return request_id if isinstance(request_id, str) else None
+
+    # --- the security preference by its own names (the engine's calls before settings) ------
+
+    def get_security_preference(self) -> Preference:
+        return self.get_setting(F.SECURITY_PREFERENCE)
+
+    def set_security_preference(
+        self, values: Mapping[str, F.Value], live: Preference | None = None
+    ) -> str | None:
+        """``set_setting`` of the security preference; a field of another setting in
+        ``values`` is left out of SetSecurityPreference (the engine's baseline may hold them
+        before it runs each setting on its own)."""
+        own = {k: v for k, v in values.items() if k in F.SECURITY_PREFERENCE.by_api_name}
+        return self.set_setting(F.SECURITY_PREFERENCE, own, live)
+
+    def get_password_policy(self) -> Preference:
+        return self.get_setting(F.PASSWORD_POLICY)
+
+    def set_password_policy(
+        self, values: Mapping[str, F.Value], live: Preference | None = None
+    ) -> str | None:
+        return self.set_setting(F.PASSWORD_POLICY, values, live)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic import Field as PydanticField
 
-from .fields import BY_API_NAME, FIELDS, FieldValueError, Value
+from .fields import BY_API_NAME, FIELDS, SETTINGS, FieldValueError, Setting, Value
 from .presets import PRESETS
 
 ROLE_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
@@ -222,6 +222,8 @@ class Settings(BaseModel):
     report_only_fields: frozenset[str] = PydanticField(
         frozenset(), alias="GUARD_REPORT_ONLY_FIELDS"
     )
+    # API fields compared for equality although they have a safer direction
+    exact_fields: frozenset[str] = PydanticField(frozenset(), alias="GUARD_EXACT_FIELDS")
     exemptions: tuple[Exemption, ...] = PydanticField((), alias="GUARD_EXEMPTIONS")
     max_reverts: int = PydanticField(3, alias="GUARD_MAX_REVERTS", ge=1, le=1000)
     revert_window_minutes: int = PydanticField(
@@ -357,6 +359,19 @@ class Settings(BaseModel):
             )
         return frozenset(names)
 
+    @field_validator("exact_fields", mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        names = _split_list(value)
+        unknown = [name for name in names if name not in BY_API_NAME]
+        if unknown:
+            raise ValueError(
+                f"unknown API field name(s) {', '.join(unknown)}; known: {', '.join(BY_API_NAME)}"
+            )
+        return frozenset(names)
+
     @field_validator("exemptions", mode="before")
     @classmethod
     def _exemptions(cls, value: Any) -> Any:
@@ -420,6 +435,22 @@ class GuardConfig(BaseModel):
 
     def source_of(self, api_name: str) -> str:
         return self.sources.get(api_name, "")
+
+    def is_exact(self, api_name: str) -> bool:
+        """Whether this field is compared for equality (GUARD_EXACT_FIELDS, or a field with
+        no safer direction) rather than "at least as strict"."""
+        return api_name in self.settings.exact_fields or BY_API_NAME[api_name].direction is None
+
+    @property
+    def enforced_settings(self) -> tuple[Setting, ...]:
+        """The settings with at least one baseline field, in table order: the only ones a run
+        reads (a setting the baseline does not pin is never read)."""
+        return tuple(s for s in SETTINGS if self.baseline_of(s))
+
+    def baseline_of(self, setting: Setting) -> dict[str, Value]:
+        """The baseline fields of one setting (empty: the setting is not enforced, not read)."""
+        names = {f.api_name for f in setting.fields}
+        return {name: value for name, value in self.baseline.items() if name in names}
 
 
 # Read elsewhere: by the handlers (log level) and by `invoke` (its local context).

@@ -1,8 +1,9 @@
-"""Prevention: a Resource Directory control policy that keeps the security preference closed.
+"""Prevention: a Resource Directory control policy that keeps the guarded settings closed.
 
 The guard detects and reverts drift; a control policy attached to a Resource Directory folder
-or member prevents it. The policy here denies ``ram:SetSecurityPreference`` to every RAM user
-and RAM role of the member accounts except the roles that must keep writing it: the
+or member prevents it. The policy here denies the Set action of every guarded setting
+(``ram:SetSecurityPreference``, ``ram:SetPasswordPolicy``: derived from the field tables) to
+every RAM user and RAM role of the member accounts except the roles that must keep writing it: the
 member-access role (``GUARD_MEMBER_ROLE``, through which a guard in the management account
 reaches every member) and, when given, the guard's own role (a guard deployed inside the
 account itself). The principals are matched on ``acs:PrincipalARN`` with role names in lower
@@ -19,8 +20,8 @@ named with ``--guard-role``, or the policy would block its reverts.
 
 Size: CreateControlPolicy accepts a document of at most 4,096 characters; the ROS resource
 ``ALIYUN::ResourceManager::ControlPolicy`` documents 2,048. With two role names of at most
-64 characters the document stays under 300 characters, far below both; ``render`` checks the
-limit anyway so a future statement cannot silently outgrow it.
+64 characters, an account id and both actions the document stays under 400 characters, far
+below both; ``render`` checks the limit anyway so a future statement cannot silently outgrow it.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import json
 from typing import Any
 
 from .config import ROLE_NAME
+from .fields import SETTINGS
 
 MAX_POLICY_CHARS = 4096  # CreateControlPolicy's PolicyDocument limit
 ROS_MAX_POLICY_CHARS = 2048  # ALIYUN::ResourceManager::ControlPolicy's documented limit
-DENIED_ACTION = "ram:SetSecurityPreference"
+# The RAM permission of each setting's Set action is the action's name under ram:.
+DENIED_ACTIONS: tuple[str, ...] = tuple(f"ram:{s.set_action}" for s in SETTINGS)
+DENIED_ACTION = DENIED_ACTIONS[0]  # the security preference's, as before
 
 
 class PolicyError(ValueError):
@@ -55,7 +59,7 @@ def role_principal(role: str, *, option: str = "role", account: str | None = Non
 def control_policy(
     guard_role: str | None, member_role: str, guard_account: str | None = None
 ) -> dict[str, Any]:
-    """The control policy document: one Deny of SetSecurityPreference with the exemptions.
+    """The control policy document: one Deny of every setting's Set with the exemptions.
 
     ``guard_role`` None (or blank) exempts only ``member_role``; a guard role equal to the
     member role (in any letter case, in any account) is listed once. ``guard_account`` limits
@@ -72,7 +76,7 @@ def control_policy(
         "Statement": [
             {
                 "Effect": "Deny",
-                "Action": [DENIED_ACTION],
+                "Action": list(DENIED_ACTIONS),
                 "Resource": "*",
                 "Condition": {"StringNotLike": {"acs:PrincipalARN": exempt}},
             }

@@ -12,14 +12,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .fields import SETTINGS
 from .payloads import MAX_DEPTH, MAX_EVENT_BYTES, EventError, load_json
 
 __all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "EventError", "load_json"]
 
 
 SET_SECURITY_PREFERENCE = "SetSecurityPreference"
-# The audit event of each setting's write, and the setting it changes.
-SETTING_EVENTS = {SET_SECURITY_PREFERENCE: "security-preference"}
+SET_PASSWORD_POLICY = "SetPasswordPolicy"  # noqa: S105 - an action name, not a password
+# The audit event of each setting's write, and the setting it changes: from the field tables
+# (each setting's events).
+SETTING_EVENTS: dict[str, str] = {name: s.name for s in SETTINGS for name in s.events}
+SETTING_OF_EVENT = SETTING_EVENTS
 # A console change is recorded by the IMS service; an API call may carry Ims or Ram.
 RELEVANT_SERVICES = frozenset({"ims", "ram"})
 
@@ -98,7 +102,9 @@ class ActionTrailRecord(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     event_id: str | None = Field(None, alias="eventId")
-    event_name: str = Field(alias="eventName", examples=["SetSecurityPreference"])
+    event_name: str = Field(
+        alias="eventName", examples=["SetSecurityPreference", "SetPasswordPolicy"]
+    )
     event_type: str | None = Field(
         None, alias="eventType", examples=["ApiCall", "ConsoleOperation"]
     )
@@ -135,6 +141,22 @@ class ActionTrailRecord(BaseModel):
         # A record without serviceName is still read: the live state decides, a read is cheap,
         # and skipping would leave a real change to the next timer run.
         return self.service_name is None or self.service_name.lower() in RELEVANT_SERVICES
+
+    @property
+    def changed_setting(self) -> str | None:
+        """The setting this record changes (``security-preference``, ``password-policy``), or
+        None for an event of no guarded setting or of another service."""
+        if not self.is_relevant_service:
+            return None
+        return SETTING_EVENTS.get(self.event_name)
+
+    @property
+    def is_security_preference_change(self) -> bool:
+        return self.changed_setting == "security-preference"
+
+    @property
+    def is_password_policy_change(self) -> bool:
+        return self.changed_setting == "password-policy"
 
 
 class CloudEvent(BaseModel):

@@ -1,4 +1,5 @@
-"""A moto-style local emulator of the IMS security-preference API."""
+"""A moto-style local emulator of the IMS account settings API (the security preference and the
+password policy, from the field tables), with STS, Resource Manager and Function Compute."""
 
 from .mock import mock_endpoint
 from .models import DEFAULT_ACCOUNT, ImsBackend

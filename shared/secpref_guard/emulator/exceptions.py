@@ -23,12 +23,18 @@ class MissingParameter(EmulatedError):
 
 
 class InvalidParameter(EmulatedError):
+    """``InvalidParameter.<Name>``, or with a ``suffix`` ``InvalidParameter.<Name>.<Suffix>``
+    (the RAM API's ``.Range`` / ``.Format``), whose ``problem`` is then the whole message."""
+
     status = 400
 
-    def __init__(self, name: str, problem: str):
-        super().__init__(
-            f"The parameter {name} is invalid: {problem}", code=f"InvalidParameter.{name}"
-        )
+    def __init__(self, name: str, problem: str, *, suffix: str | None = None):
+        if suffix:
+            super().__init__(problem, code=f"InvalidParameter.{name}.{suffix}")
+        else:
+            super().__init__(
+                f"The parameter {name} is invalid: {problem}", code=f"InvalidParameter.{name}"
+            )
 
 
 class InvalidAccessKeyIdNotFound(EmulatedError):
@@ -64,3 +70,24 @@ class InvalidActionNotFound(EmulatedError):
 
 class NoPermission(EmulatedError):
     code, status = "NoPermission", 403
+
+
+class InvalidTimeStampFormat(EmulatedError):
+    code, status = "InvalidTimeStamp.Format", 400
+
+    def __init__(self) -> None:
+        super().__init__("Specified time stamp or date value is not well formatted.")
+
+
+class InvalidTimeStampExpired(EmulatedError):
+    code, status = "InvalidTimeStamp.Expired", 400
+
+    def __init__(self) -> None:
+        super().__init__("Specified time stamp or date value is expired.")
+
+
+class InvalidSignatureMethod(EmulatedError):
+    code, status = "InvalidSignatureMethod", 400
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Specified signature method is not supported: {what}")

@@ -1,5 +1,15 @@
 """The emulator's protocol layer: parse an RPC request, check its signature, call the backend,
-render the reply in the real JSON shape. Knows nothing about security preferences."""
+render the reply in the real JSON shape. Knows nothing about security preferences.
+
+What an RPC request must carry, as the services check it (and aliyun-python-sdk-core sends it):
+every protocol parameter; ``SignatureMethod=HMAC-SHA1`` and ``SignatureVersion=1.0``
+(signature v1: anything else is ``InvalidSignatureMethod``); a ``Timestamp`` in ISO 8601 UTC,
+``2026-11-25T04:00:00Z`` (anything else is ``InvalidTimeStamp.Format``) within 15 minutes of
+the service's clock either way (``InvalidTimeStamp.Expired``); a valid signature; a
+``SignatureNonce`` never used before (``SignatureNonceUsed``). Signature schemes are tried in
+``Emulator.schemes``: v1 is the only one today, a header-signed scheme (ACS3-HMAC-SHA256) is a
+second entry that claims the requests carrying its ``Authorization`` header.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +17,12 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -19,6 +31,9 @@ from .exceptions import (
     InvalidAccessKeyIdNotFound,
     InvalidActionNotFound,
     InvalidSecurityToken,
+    InvalidSignatureMethod,
+    InvalidTimeStampExpired,
+    InvalidTimeStampFormat,
     InvalidVersion,
     MissingParameter,
     SignatureDoesNotMatch,
@@ -31,9 +46,29 @@ DEFAULT_ACCESS_KEY_SECRET = "test-key-secret"  # noqa: S105 - the emulator's doc
 IMS_VERSION = "2019-08-15"
 STS_VERSION = "2015-04-01"
 HOST_ID = "ims.aliyuncs.com"
+# Signature v1 as the SDK sends it; the only method and version the services accept for it.
+SIGNATURE_METHOD = "HMAC-SHA1"
+SIGNATURE_VERSION = "1.0"
+MAX_CLOCK_SKEW_SECONDS = 15 * 60
+TIMESTAMP = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
 
 Reply = tuple[int, dict[str, str], bytes]
 ActionHandler = Callable[[str, Mapping[str, str]], dict[str, Any]]
+# A signature scheme: given (method, headers, params), the key pair of a request it verified,
+# None for a request that is not signed its way, or an EmulatedError for one it rejects.
+Scheme = Callable[[str, Mapping[str, str], Mapping[str, str]], "KeyPair | None"]
+
+
+def parse_timestamp(text: str) -> float:
+    """Seconds since the epoch of an RPC ``Timestamp`` (``YYYY-MM-DDThh:mm:ssZ``, UTC)."""
+    match = TIMESTAMP.match(text)
+    if match is None:
+        raise InvalidTimeStampFormat()
+    try:
+        moment = datetime(*(int(g) for g in match.groups()), tzinfo=timezone.utc)
+    except ValueError:  # 2026-02-30, 25:00
+        raise InvalidTimeStampFormat() from None
+    return moment.timestamp()
 
 
 def percent_encode(text: str) -> str:
@@ -63,15 +98,20 @@ class Emulator:
     keys: dict[str, KeyPair] = field(default_factory=dict)
     latency_seconds: float = 0.0
     check_nonces: bool = True
-    _nonces: set[str] = field(default_factory=set)
+    # the service's clock, against which a request's Timestamp must be within the skew
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+    max_clock_skew_seconds: float = MAX_CLOCK_SKEW_SECONDS
+    # nonce -> when it was accepted; one older than the clock skew can no longer come with a
+    # valid Timestamp, so it is forgotten (a long-running emulator stays small)
+    _nonces: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        # tried in order; the first that claims a request authenticates it (see Scheme)
+        self.schemes: list[Scheme] = [self._authenticate_v1]
         self.services: dict[str, dict[str, ActionHandler]] = {
-            IMS_VERSION: {
-                "GetSecurityPreference": self.ims.get_security_preference,
-                "SetSecurityPreference": self.ims.set_security_preference,
-            },
+            # every setting of the field tables: its Get and Set action
+            IMS_VERSION: self.ims.actions(),
             # who am I: the account of the signing key (emulator/sts.py adds AssumeRole)
             STS_VERSION: {"GetCallerIdentity": self.get_caller_identity},
         }
@@ -130,7 +170,7 @@ class Emulator:
                 if reply is not None:
                     return reply
             params = self._params(url, headers, body)
-            key = self._authenticate(method, params)
+            key = self._authenticate(method, headers, params)
             handler = self._route(params)
             action = params["Action"]
             self.ims.calls.append(Call(action, key.account, _api_params(params), key.principal))
@@ -161,7 +201,22 @@ class Emulator:
             params.update(parse_qsl(text, keep_blank_values=True))
         return params
 
-    def _authenticate(self, method: str, params: Mapping[str, str]) -> KeyPair:
+    def _authenticate(
+        self, method: str, headers: Mapping[str, str], params: Mapping[str, str]
+    ) -> KeyPair:
+        for scheme in self.schemes:
+            key = scheme(method, headers, params)
+            if key is not None:
+                return key
+        raise MissingParameter(  # pragma: no cover - signature v1 claims every request
+            "The input parameter AccessKeyId that is mandatory for processing this request is "
+            "not supplied."
+        )
+
+    def _authenticate_v1(
+        self, method: str, headers: Mapping[str, str], params: Mapping[str, str]
+    ) -> KeyPair:
+        """Signature v1 (query parameters, HMAC-SHA1): claims every request."""
         for required in (
             "AccessKeyId",
             "Signature",
@@ -178,6 +233,15 @@ class Emulator:
         key = self.keys.get(params["AccessKeyId"])
         if key is None:
             raise InvalidAccessKeyIdNotFound("Specified access key is not found.")
+        method_used = params.get("SignatureMethod", "")
+        version_used = params.get("SignatureVersion", "")
+        if method_used != SIGNATURE_METHOD:
+            raise InvalidSignatureMethod(f"SignatureMethod {method_used!r}")
+        if version_used != SIGNATURE_VERSION:
+            raise InvalidSignatureMethod(f"SignatureVersion {version_used!r}")
+        sent_at = parse_timestamp(params["Timestamp"])
+        if abs(self.clock() - sent_at) > self.max_clock_skew_seconds:
+            raise InvalidTimeStampExpired()
         unsigned = {k: v for k, v in params.items() if k != "Signature"}
         expected = sign(method, unsigned, key.secret)
         if not hmac.compare_digest(expected, params["Signature"]):
@@ -197,8 +261,18 @@ class Emulator:
                 nonce = params["SignatureNonce"]
                 if nonce in self._nonces:
                     raise SignatureNonceUsed("Specified signature nonce was used already.")
-                self._nonces.add(nonce)
+                now = self.clock()
+                self._forget_nonces_before(now - 2 * self.max_clock_skew_seconds)
+                self._nonces[nonce] = now
         return key
+
+    def _forget_nonces_before(self, cutoff: float) -> None:
+        # insertion order is acceptance order (the clock does not run backwards in practice)
+        while self._nonces:
+            oldest, accepted = next(iter(self._nonces.items()))
+            if accepted >= cutoff:
+                return
+            del self._nonces[oldest]
 
     def _route(self, params: Mapping[str, str]) -> ActionHandler:
         actions = self.services.get(params["Version"])
