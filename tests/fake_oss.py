@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -489,3 +489,11 @@ def mock_oss(fake: FakeOss | None = None) -> Iterator[FakeOss]:
         for method in ("GET", "PUT", "POST", "HEAD", "DELETE"):
             rsps.add_callback(method, pattern, callback=callback)
         yield oss
+
+
+def appends_per_revert(window_minutes: int = 60) -> int:
+    """A revert is counted in its day's object, and in the next day's too when its window
+    reaches past midnight (UTC): how many appends one revert made now takes."""
+    now = datetime.now(timezone.utc)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+    return 2 if now + timedelta(minutes=window_minutes) > midnight else 1

@@ -26,11 +26,6 @@ ACCOUNT = DEFAULT_ACCOUNT  # the emulator's default key belongs to it (see conft
 # the engine runs the security preference until it takes a list of settings (issue 12)
 SP_FIELDS = F.SECURITY_PREFERENCE.fields
 SP_NAMES = {f.api_name for f in SP_FIELDS}
-# engine.py lists the unread fields over F.FIELDS, which now holds every setting's fields: it
-# should be the setting's own, F.setting(live.setting).fields (the issue 12 wiring)
-UNREAD_OVER_ALL_FIELDS = pytest.mark.xfail(
-    strict=True, reason="the engine's unread fields span every setting until it runs settings"
-)
 FIELD_IDS = [f.api_name for f in SP_FIELDS]
 TODAY = date(2026, 11, 25)
 GET, SET = "GetSecurityPreference", "SetSecurityPreference"
@@ -42,7 +37,10 @@ def non_default(f: F.Field) -> F.Value:
 
 
 def config_for(baseline: dict[str, F.Value], **guard: str):
+    """The baseline compared for equality: these tests are about reading, writing and
+    verifying; the "at least as strict" rule has its own tests (tests/test_strictness.py)."""
     environ = {F.field(name).env_var: env_text(F.field(name), v) for name, v in baseline.items()}
+    environ["GUARD_EXACT_FIELDS"] = ",".join(baseline)
     environ.update(guard)
     return load_config(environ)
 
@@ -308,11 +306,11 @@ def test_a_pinned_field_the_account_does_not_return_cannot_be_verified(emulator,
     assert err.value.mismatches[0]["read"] is None
 
 
-@UNREAD_OVER_ALL_FIELDS
 def test_an_unowned_field_the_account_does_not_return_is_not_sent(
     emulator, loosened_account, client
 ):
     loosened_account.hide_field(ACCOUNT, "VerificationTypes")
+    loosened_account.put(ACCOUNT, LoginSessionDuration=24)  # weaker than the baseline's 4
 
     outcome = engine.run(
         client, load_config({"BASELINE_LOGIN_SESSION_DURATION": "4"}), account=ACCOUNT, today=TODAY
@@ -456,7 +454,6 @@ def test_a_failed_run_becomes_an_error_outcome_with_the_api_details(emulator, cl
 # --- the report ----------------------------------------------------------------------------
 
 
-@UNREAD_OVER_ALL_FIELDS
 def test_the_outcome_document_has_status_drift_and_reason(emulator, client):
     emulator.ims.put(ACCOUNT, LoginNetworkMasks="192.168.0.0/16;10.0.0.0/8")
     config = load_config({"BASELINE_LOGIN_NETWORK_MASKS": "10.0.0.0/8"})
@@ -472,6 +469,7 @@ def test_the_outcome_document_has_status_drift_and_reason(emulator, client):
             "actual": ["10.0.0.0/8", "192.168.0.0/16"],
             "expected": ["10.0.0.0/8"],
             "action": "revert",
+            "rule": "exactly 10.0.0.0/8",  # masks have no safer direction
             "source": "BASELINE_LOGIN_NETWORK_MASKS",
             "after": ["10.0.0.0/8"],  # as the verification read saw it
         }

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from fake_oss import DEFAULT_BUCKET, DEFAULT_ENDPOINT, FakeOss, mock_oss
+from fake_oss import DEFAULT_BUCKET, DEFAULT_ENDPOINT, FakeOss, appends_per_revert, mock_oss
 from secpref_guard import cli, handlers
+from secpref_guard import fields as F
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
+from secpref_guard.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMER = (ROOT / "events" / "timer.json").read_bytes()
@@ -49,11 +51,6 @@ def today() -> datetime:
 # --- presets ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cis-2.0 pins the password policy (CIS 1.7-1.14), which the run reads and writes "
-    "once it takes a list of settings (issue 12); until then the run fails its verification",
-)
 def test_preset_applies_and_a_variable_overrides_its_field(
     emulator: Emulator, guard_env: pytest.MonkeyPatch
 ) -> None:
@@ -63,15 +60,25 @@ def test_preset_applies_and_a_variable_overrides_its_field(
 
     assert result["status"] == "reverted"
     sources = {d["field"]: d["source"] for d in result["drift"]}
-    assert sources == {
+    # a new account's password policy is weaker than CIS 1.7-1.14 in every field they name
+    password = {f.api_name for f in F.PASSWORD_POLICY.fields}
+    assert {n: s for n, s in sources.items() if n not in password} == {
         "MFAOperationForLogin": "preset cis-2.0",
         "MaxIdleDaysForAccessKeys": "preset cis-2.0",
         "MaxIdleDaysForUsers": "BASELINE_MAX_IDLE_DAYS_FOR_USERS",
     }
+    assert {n: s for n, s in sources.items() if n in password} == {
+        name: "preset cis-2.0" for name in PRESETS["cis-2.0"] if name in password
+    }
+    assert len([n for n in sources if n in password]) == 8
     state = emulator.ims.state(DEFAULT_ACCOUNT)
     assert state["MFAOperationForLogin"] == "mandatory"
     assert state["MaxIdleDaysForAccessKeys"] == 90
     assert state["MaxIdleDaysForUsers"] == 180
+    policy = emulator.ims.state(DEFAULT_ACCOUNT, "password-policy")
+    assert policy["MinimumPasswordLength"] == 14
+    assert policy["MaxLoginAttemps"] == 5
+    assert result["api_calls"] == 6  # a read, a write and a verification of each setting
 
 
 def test_check_shows_where_each_expected_value_came_from(
@@ -286,8 +293,8 @@ def test_the_budget_adds_one_read_before_a_write_and_one_append_after(
     emulator.ims.put(DEFAULT_ACCOUNT, AllowUserToManageAccessKeys=True)
     assert scheduled()["status"] == "reverted"
     assert oss.count("GetObject") == 1
-    assert oss.count("AppendObject") == 1
-    assert len(oss.calls) == 2
+    assert oss.count("AppendObject") == appends_per_revert()
+    assert len(oss.calls) == 1 + appends_per_revert()
 
 
 def test_a_store_outage_still_reverts_and_says_the_budget_was_not_checked(

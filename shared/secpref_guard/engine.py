@@ -1,12 +1,19 @@
-"""The drift engine: read, compare with the baseline, write the complete desired state, verify.
+"""The drift engine of one account: for each setting, read, compare, write the complete desired
+state, verify.
 
-One enforcement for every trigger (the timer and the audit event are two ways in). The rules:
-- a compliant account costs exactly one read;
-- a Set always carries the complete desired state: the baseline value of every field the
-  baseline pins and reverts, and the live value of every other field the account returned, so
-  no field the baseline does not own changes whether the API keeps or resets omitted fields;
+One enforcement for every trigger; a setting is data (fields.Setting) and the engine never
+names one. The rules:
+- only settings with a baseline field are read (``GuardConfig.enforced_settings``), and of
+  those only the ones the trigger names (an audit event names the setting it changed);
+- a live value at least as strict as the baseline is compliant and stays
+  (``Field.satisfies``); only a weaker or missing one is drift, reverted to the baseline value;
+- a compliant setting costs exactly one read; a drifted one a read, a write and a verification;
+- a Set always carries the complete desired state of its setting: the baseline value of every
+  field it reverts and the live value of every other field the account returned, so no field
+  the baseline does not own changes whether the API keeps or resets omitted fields;
 - every value sent is either the live value or the baseline value, nothing else;
 - report-only and exempt fields are reported and sent with their live value;
+- a write planned on a read older than ``STALE_READ_SECONDS`` reads again first;
 - after a write, a fresh read must show every sent value, or the run is an error.
 """
 
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Protocol
 
@@ -30,26 +38,43 @@ class VerificationError(GuardError):
 
     code = "VerificationFailed"
 
-    def __init__(self, mismatches: list[dict[str, Any]], request_id: str | None) -> None:
+    def __init__(
+        self,
+        mismatches: list[dict[str, Any]],
+        request_id: str | None,
+        setting: F.Setting = F.SECURITY_PREFERENCE,
+        after: dict[str, F.Value | None] | None = None,
+    ) -> None:
         self.mismatches = mismatches
+        self.after = after or {}  # each drifted field's value as the fresh read showed it
         self.request_id = request_id
+        self.setting = setting.name
         names = ", ".join(m["field"] for m in mismatches)
         super().__init__(
-            f"SetSecurityPreference was accepted but a fresh GetSecurityPreference still "
+            f"{setting.set_action} was accepted but a fresh {setting.get_action} still "
             f"differs in {names}"
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**super().as_dict(), "mismatches": self.mismatches, "request_id": self.request_id}
+        return {
+            **super().as_dict(),
+            "setting": self.setting,
+            "mismatches": self.mismatches,
+            "request_id": self.request_id,
+        }
 
 
 def compare(config: GuardConfig, live: Preference, account: str, today: date) -> list[Drift]:
-    """Every baseline field whose live value differs, with the action the policy allows."""
+    """Every baseline field of the live setting that is not at least as strict as the
+    baseline (or not equal, for exact fields), with the action the policy allows."""
     settings = config.settings
+    setting = F.setting(live.setting)
     drifts: list[Drift] = []
-    for api_name, expected in config.baseline.items():
+    for api_name, expected in config.baseline_of(setting).items():
+        f = F.field(api_name)
         actual = live.values.get(api_name)
-        if actual == expected:
+        exact = config.is_exact(api_name)
+        if f.satisfies(actual, expected, exact):
             continue
         action: Action = "revert"
         note = ""
@@ -69,7 +94,18 @@ def compare(config: GuardConfig, live: Preference, account: str, today: date) ->
                         )
         if action == "revert" and config.dry_run:
             action = "dry-run"
-        drifts.append(Drift(api_name, actual, expected, action, config.source_of(api_name), note))
+        drifts.append(
+            Drift(
+                api_name,
+                actual,
+                expected,
+                action,
+                config.source_of(api_name),
+                note,
+                setting=setting.name,
+                rule=f.rule(expected, exact),
+            )
+        )
     return drifts
 
 
@@ -105,6 +141,25 @@ BUDGET_RECORD_WAIT_SECONDS = 15.0
 STALE_READ_SECONDS = 0.25
 
 
+@dataclass
+class _Read:
+    """One setting as read: its live values, when, and the drift they show."""
+
+    setting: F.Setting
+    live: Preference
+    at: float
+    drifts: list[Drift]
+
+    @property
+    def to_revert(self) -> list[Drift]:
+        return [d for d in self.drifts if d.action == "revert"]
+
+
+def settings_to_read(config: GuardConfig, names: tuple[str, ...] | None) -> list[F.Setting]:
+    """The settings a run reads: those the baseline pins, narrowed to ``names`` when given."""
+    return [s for s in config.enforced_settings if names is None or s.name in names]
+
+
 def run(
     client: ImsClient,
     config: GuardConfig,
@@ -112,13 +167,14 @@ def run(
     account: str = "self",
     write: bool = True,
     today: date | None = None,
-    live: Preference | None = None,
     budget: Budget | None = None,
     actor: str | None = None,
+    settings: tuple[str, ...] | None = None,
     raise_errors: bool = True,
 ) -> AccountReport:
     """Check one account and, when ``write`` and the policy allow, revert its drift.
 
+    ``settings``: the names of the settings to read (None: every one the baseline pins).
     ``write=False`` is the CLI's ``check``: it reports the drift and never writes. With a
     ``budget``, a write happens only while the account's revert budget is not spent (the store
     is read only when there is something to write); ``actor`` is who made the change, if known.
@@ -130,8 +186,10 @@ def run(
     ids_before = len(client.log.request_ids)
     mode = "check" if not write else config.settings.mode
     outcome = AccountReport(account=account, status="compliant", mode=mode)
+    wanted = settings_to_read(config, settings)
+    outcome.settings = tuple(s.name for s in wanted)
     try:
-        _run(client, config, outcome, write, today or _today(), live, budget, actor)
+        _run(client, config, outcome, wanted, write, today or _today(), budget, actor)
     except GuardError as exc:
         if raise_errors:
             raise
@@ -145,34 +203,37 @@ def run(
     return outcome
 
 
+def _read(
+    client: ImsClient, config: GuardConfig, setting: F.Setting, account: str, today: date
+) -> _Read:
+    live = client.get_setting(setting)
+    return _Read(setting, live, time.monotonic(), compare(config, live, account, today))
+
+
 def _run(
     client: ImsClient,
     config: GuardConfig,
     outcome: AccountReport,
+    wanted: list[F.Setting],
     write: bool,
     today: date,
-    live: Preference | None,
     budget: Budget | None = None,
     actor: str | None = None,
 ) -> None:
-    if live is None:
-        live = client.get_security_preference()
-    read_at = time.monotonic()
-    outcome.unread = tuple(f.api_name for f in F.FIELDS if f.api_name not in live.values)
-    outcome.observed = {name: live.values.get(name) for name in config.baseline}
-    drifts = compare(config, live, outcome.account, today)
+    reads = [_read(client, config, s, outcome.account, today) for s in wanted]
+    _note_reads(outcome, config, reads)
     if not write:
-        drifts = [d if d.action != "revert" else _as_check(d) for d in drifts]
-    outcome.drift = drifts
-    if not drifts:
+        for r in reads:
+            r.drifts = [d.with_action("dry-run") if d.action == "revert" else d for d in r.drifts]
+        _note_reads(outcome, config, reads)
+    if not outcome.drift:
         outcome.status = "compliant"
-        outcome.reason = "every baseline field matches"
+        outcome.reason = "every baseline field is at least as strict as the baseline"
         return
-    to_revert = [d for d in drifts if d.action == "revert"]
-    if not to_revert:
-        outcome.drift = [d.with_after(d.actual) for d in drifts]  # nothing sent: unchanged
+    if not any(r.to_revert for r in reads):
+        outcome.drift = [d.with_after(d.actual) for d in outcome.drift]  # nothing sent
         outcome.status = "drift"
-        outcome.reason = _why_not_written(drifts, write, config)
+        outcome.reason = _why_not_written(outcome.drift, write, config)
         return
 
     budget_note = ""
@@ -180,51 +241,109 @@ def _run(
         check = budget.check(outcome.account)
         outcome.budget = check.as_dict()
         if not check.allowed:
-            outcome.drift = [d.with_after(d.actual) for d in drifts]
-            _contest(outcome, config, to_revert, check)
+            outcome.drift = [d.with_after(d.actual) for d in outcome.drift]
+            _contest(outcome, config, [d for r in reads for d in r.to_revert], check)
             return
         if check.error:
             budget_note = f"; {check.error}"
 
-    if time.monotonic() - read_at > STALE_READ_SECONDS:
-        again = client.get_security_preference()
-        outcome.changed_during_run = tuple(
-            name
-            for name in dict.fromkeys([*live.values, *again.values])
-            if name not in config.baseline and live.values.get(name) != again.values.get(name)
+    changed: list[str] = []
+    for i, r in enumerate(reads):
+        if r.to_revert and time.monotonic() - r.at > STALE_READ_SECONDS:
+            again = _read(client, config, r.setting, outcome.account, today)
+            changed += [
+                name
+                for name in dict.fromkeys([*r.live.values, *again.live.values])
+                if name not in config.baseline
+                and r.live.values.get(name) != again.live.values.get(name)
+            ]
+            reads[i] = again
+    outcome.changed_during_run = tuple(changed)
+    if changed:
+        event(
+            logging.WARNING,
+            "a field outside the baseline changed while the guard was about to write: "
+            "the new value is kept",
+            account=outcome.account,
+            fields=changed,
         )
-        if outcome.changed_during_run:
-            event(
-                logging.WARNING,
-                "a field outside the baseline changed while the guard was about to write: "
-                "the new value is kept",
-                account=outcome.account,
-                fields=list(outcome.changed_during_run),
-            )
-        live = again
-        outcome.unread = tuple(f.api_name for f in F.FIELDS if f.api_name not in live.values)
-        drifts = compare(config, live, outcome.account, today)
-        outcome.drift = drifts
-        to_revert = [d for d in drifts if d.action == "revert"]
-        if not to_revert:  # someone else put the account right meanwhile
-            outcome.drift = [d.with_after(d.actual) for d in drifts]
-            outcome.status = "drift" if drifts else "compliant"
-            outcome.reason = (
-                _why_not_written(drifts, write, config)
-                if drifts
-                else "the account was put back on the baseline before the guard wrote"
-            )
-            return
+    _note_reads(outcome, config, reads)
+    written = [r for r in reads if r.to_revert]
+    if not written:  # someone else put the account right meanwhile
+        outcome.drift = [d.with_after(d.actual) for d in outcome.drift]
+        outcome.status = "drift" if outcome.drift else "compliant"
+        outcome.reason = (
+            _why_not_written(outcome.drift, write, config)
+            if outcome.drift
+            else "the account was put back on the baseline before the guard wrote"
+        )
+        return
 
-    desired = desired_state(live, drifts)
-    # unchanged fields go back exactly as read (masks not normalised), changed ones as rendered
-    request_id = client.set_security_preference(desired, live=live)
     pending = (
         budget.record_in_background(outcome.account, actor=actor) if budget is not None else None
     )
-    fresh = client.get_security_preference()
-    if pending is not None:
-        pending.wait(BUDGET_RECORD_WAIT_SECONDS)
+    after: dict[str, F.Value | None] = {}  # what the verification reads showed
+    unknown: set[str] = set()  # settings whose write failed: their state is not known
+    try:
+        for r in written:
+            try:
+                after.update(_write_and_verify(client, r))
+            except VerificationError as exc:
+                after.update(exc.after)
+                raise
+            except GuardError:
+                unknown.add(r.setting.name)
+                raise
+    finally:
+        if pending is not None:
+            pending.wait(BUDGET_RECORD_WAIT_SECONDS)
+        # the value after the run: verified for a written setting, unchanged for the others
+        outcome.drift = [
+            d
+            if d.setting in unknown
+            else d.with_after(after.get(d.field, d.actual))
+            for d in outcome.drift
+        ]
+    outcome.status = "reverted"
+    reverted = [d.field for r in written for d in r.to_revert]
+    kept = [d.field for d in outcome.drift if d.action != "revert"]
+    outcome.reason = f"reverted {', '.join(reverted)}"
+    if kept:
+        why = _why_not_written(outcome.drift, True, config)
+        outcome.reason += f"; not written: {', '.join(kept)} ({why})"
+    unread = [name for r in written for name in _unread(r)]
+    if unread:
+        outcome.reason += (
+            f"; not returned by the read, so not sent: {', '.join(unread)} (the API may "
+            "reset an omitted field to its default)"
+        )
+    if outcome.changed_during_run:
+        outcome.reason += (
+            f"; changed by someone else meanwhile and kept: {', '.join(outcome.changed_during_run)}"
+        )
+    outcome.reason += budget_note
+
+
+def _note_reads(outcome: AccountReport, config: GuardConfig, reads: list[_Read]) -> None:
+    """What the reads showed, on the report: drift, every baseline value, unread fields."""
+    outcome.drift = [d for r in reads for d in r.drifts]
+    outcome.observed = {
+        name: r.live.values.get(name) for r in reads for name in config.baseline_of(r.setting)
+    }
+    outcome.unread = tuple(name for r in reads for name in _unread(r))
+
+
+def _unread(r: _Read) -> list[str]:
+    return [f.api_name for f in r.setting.fields if f.api_name not in r.live.values]
+
+
+def _write_and_verify(client: ImsClient, r: _Read) -> dict[str, F.Value | None]:
+    """Send the setting's complete desired state, read it back; the values after the write.
+    Unchanged fields go back exactly as read (masks not normalised), changed ones as rendered."""
+    desired = desired_state(r.live, r.drifts)
+    request_id = client.set_setting(r.setting, desired, live=r.live)
+    fresh = client.get_setting(r.setting)
+    after = {d.field: fresh.values.get(d.field) for d in r.drifts}
     mismatches = [
         {
             "field": name,
@@ -235,25 +354,8 @@ def _run(
         if fresh.values.get(name) != value
     ]
     if mismatches:
-        outcome.drift = [d.with_after(fresh.values.get(d.field)) for d in drifts]
-        raise VerificationError(mismatches, request_id)
-    outcome.drift = [d.with_after(fresh.values.get(d.field)) for d in drifts]
-    outcome.status = "reverted"
-    kept = [d.field for d in drifts if d.action != "revert"]
-    outcome.reason = f"reverted {', '.join(d.field for d in to_revert)}"
-    if kept:
-        why = _why_not_written(drifts, True, config)
-        outcome.reason += f"; not written: {', '.join(kept)} ({why})"
-    if outcome.unread:
-        outcome.reason += (
-            f"; not returned by the read, so not sent: {', '.join(outcome.unread)} (the API may "
-            "reset an omitted field to its default)"
-        )
-    if outcome.changed_during_run:
-        outcome.reason += (
-            f"; changed by someone else meanwhile and kept: {', '.join(outcome.changed_during_run)}"
-        )
-    outcome.reason += budget_note
+        raise VerificationError(mismatches, request_id, r.setting, after)
+    return after
 
 
 def _contest(
@@ -273,18 +375,15 @@ def _contest(
     )
     event(
         logging.ERROR,
-        "account contested: automations are fighting over the security preference",
+        "account contested: automations are fighting over its settings",
         account=outcome.account,
         fields=[d.field for d in to_revert],
+        settings=sorted({d.setting for d in to_revert}),
         recent_reverts=check.as_dict()["recent"],
         last_actor=check.last_actor,
         max_reverts=settings.max_reverts,
         window_minutes=settings.revert_window_minutes,
     )
-
-
-def _as_check(d: Drift) -> Drift:
-    return d.with_action("dry-run")
 
 
 def _why_not_written(drifts: list[Drift], write: bool, config: GuardConfig) -> str:
@@ -311,6 +410,7 @@ def _log_outcome(outcome: AccountReport) -> None:
         account=outcome.account,
         status=outcome.status,
         mode=outcome.mode,
+        settings=list(outcome.settings),
         drift=[d.as_dict() for d in outcome.drift],
         reason=outcome.reason,
         api_calls=outcome.api_calls,

@@ -168,6 +168,18 @@ def _audit_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunReport
             mode=config.settings.mode,
             actor=proposal.actor,
         )
+    named = proposal.candidate.settings or ()
+    enforced = {s.name for s in config.enforced_settings}
+    if named and not enforced.intersection(named):
+        return skipped_run(
+            proposal.account or own or "self",
+            "event",
+            f"{proposal.trigger.name} changes the {' and '.join(named)}, which the baseline "
+            "pins no field of: nothing to read",
+            trigger=proposal.trigger,
+            mode=config.settings.mode,
+            actor=proposal.actor,
+        )
     with bind(event_id=proposal.trigger.id, actor=proposal.actor.name):
         report = run(
             [proposal.candidate],

@@ -302,6 +302,7 @@ def enforce_account(
                 write=write,
                 budget=services.budget,
                 actor=actor,
+                settings=decision.settings,
                 raise_errors=False,
             )
         except Exception as exc:  # a bug in one account stays that account's failure
