@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from fake_oss import DEFAULT_BUCKET, DEFAULT_ENDPOINT, FakeOss, mock_oss
 from secpref_guard.client import ImsClient, RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
@@ -75,3 +76,20 @@ def guard_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", DEFAULT_ACCESS_KEY_SECRET)
     return monkeypatch
+
+
+@pytest.fixture
+def oss() -> Iterator[FakeOss]:
+    """A fake OSS that accepts the emulator's key pair (the function role signs both)."""
+    with mock_oss(FakeOss(keys={"test-key-id": ("test-key-secret", None)})) as fake:
+        yield fake
+
+
+@pytest.fixture
+def budget_env(guard_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    guard_env.setenv("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS", "false")
+    guard_env.setenv("GUARD_BUDGET_BUCKET", DEFAULT_BUCKET)
+    guard_env.setenv("GUARD_BUDGET_ENDPOINT", DEFAULT_ENDPOINT)
+    guard_env.setenv("GUARD_MAX_REVERTS", "3")
+    guard_env.setenv("GUARD_REVERT_WINDOW_MINUTES", "60")
+    return guard_env

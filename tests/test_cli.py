@@ -79,7 +79,7 @@ def test_check_of_a_compliant_account_exits_0(compliant, capsys):
     code, out, err = run(["check"], capsys)
 
     assert code == 0
-    assert "compliant: all 3 baseline fields match" in out
+    assert "compliant: all 3 baseline fields are at least as strict" in out
     assert err == ""
     assert compliant.ims.calls_of(SET) == []
 
@@ -91,12 +91,14 @@ def test_check_of_a_drifted_account_exits_2_and_shows_actual_and_expected(drifte
     assert code == 2
     assert "drift in 2 of 3 baseline fields" in out
     rows = {
-        line.split()[0]: line.split()
+        line.split()[1]: line.split()
         for line in out.splitlines()
-        if line.strip().startswith(("AllowUserToManageAccessKeys", "LoginSessionDuration"))
+        if line.strip().startswith("security-preference")
     }
-    assert rows["AllowUserToManageAccessKeys"][1:3] == ["true", "false"]
-    assert rows["LoginSessionDuration"][1:3] == ["24", "4"]
+    # setting, field, actual, the rule it is held to, what enforce would do
+    assert rows["AllowUserToManageAccessKeys"][2:6] == ["true", "exactly", "false", "would"]
+    assert rows["LoginSessionDuration"][2:6] == ["24", "at", "most", "4"]
+    assert "would revert" in out
     assert drifted.ims.calls_of(SET) == []
 
 

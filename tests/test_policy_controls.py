@@ -5,14 +5,13 @@ HTTP path) and the control policy."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fake_oss import DEFAULT_BUCKET, DEFAULT_ENDPOINT, FakeOss, appends_per_revert, mock_oss
+from fake_oss import FakeOss, appends_per_revert
 from secpref_guard import cli, handlers
 from secpref_guard import fields as F
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
@@ -211,23 +210,6 @@ def test_malformed_exemption_is_a_configuration_error_naming_the_entry(
 
 
 # --- the revert budget ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def oss() -> Iterator[FakeOss]:
-    """A fake OSS that accepts the emulator's key pair (the function role signs both)."""
-    with mock_oss(FakeOss(keys={"test-key-id": ("test-key-secret", None)})) as fake:
-        yield fake
-
-
-@pytest.fixture
-def budget_env(guard_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    guard_env.setenv("BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS", "false")
-    guard_env.setenv("GUARD_BUDGET_BUCKET", DEFAULT_BUCKET)
-    guard_env.setenv("GUARD_BUDGET_ENDPOINT", DEFAULT_ENDPOINT)
-    guard_env.setenv("GUARD_MAX_REVERTS", "3")
-    guard_env.setenv("GUARD_REVERT_WINDOW_MINUTES", "60")
-    return guard_env
 
 
 def second_automation(emulator: Emulator) -> None:

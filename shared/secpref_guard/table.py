@@ -33,11 +33,18 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _action(outcome: AccountReport, config: GuardConfig, action: str) -> str:
+    """What happened to a field, or in ``check``, what ``enforce`` would do."""
+    if outcome.mode == "check" and action == "dry-run" and not config.dry_run:
+        return "would revert"
+    return action
+
+
 def render_outcome(outcome: AccountReport, config: GuardConfig) -> str:
-    """A readable before/after table of the drift."""
-    pinned = len(config.baseline)
+    """A readable before/after table of the drift, with the rule each field is held to."""
+    pinned = len(outcome.observed) or len(config.baseline)
     head = {
-        "compliant": f"compliant: all {pinned} baseline fields match",
+        "compliant": f"compliant: all {pinned} baseline fields are at least as strict",
         "reverted": f"reverted {sum(d.action == 'revert' for d in outcome.drift)} field(s); "
         "verified with a fresh read",
         "drift": f"drift in {len(outcome.drift)} of {pinned} baseline fields",
@@ -46,17 +53,18 @@ def render_outcome(outcome: AccountReport, config: GuardConfig) -> str:
     lines = [f"account {outcome.account} ({outcome.mode}): {head}"]
     if outcome.drift:
         show_after = outcome.mode != "check"
-        head = ("field", "actual", "expected") + (("after",) if show_after else ())
+        head = ("setting", "field", "actual", "rule") + (("after",) if show_after else ())
         rows = [(*head, "action", "expected from")]
         for d in outcome.drift:
             after = (_text(d.display(d.after)) if d.after_known else "?",) if show_after else ()
             rows.append(
                 (
+                    d.setting,
                     d.field,
                     _text(d.display(d.actual)),
-                    _text(d.display(d.expected)),
+                    d.rule or _text(d.display(d.expected)),
                     *after,
-                    d.action,
+                    _action(outcome, config, d.action),
                     d.source,
                 )
             )
