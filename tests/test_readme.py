@@ -39,3 +39,11 @@ def test_make_demo_finds_reverts_and_verifies_drift() -> None:
     assert "reverted 5 field(s); verified with a fresh read" in out
     assert "compliant: all 5 baseline fields are at least as strict" in out
     assert "demo finished" in out
+
+
+def test_the_baseline_table_is_the_field_tables() -> None:
+    """Every field of every setting is documented as the code has it (regenerate with
+    `python tests/readme_tables.py --write`)."""
+    from readme_tables import README, baseline_table, current_block
+
+    assert current_block(README.read_text()) == baseline_table()

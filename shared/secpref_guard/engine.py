@@ -299,9 +299,7 @@ def _run(
             pending.wait(BUDGET_RECORD_WAIT_SECONDS)
         # the value after the run: verified for a written setting, unchanged for the others
         outcome.drift = [
-            d
-            if d.setting in unknown
-            else d.with_after(after.get(d.field, d.actual))
+            d if d.setting in unknown else d.with_after(after.get(d.field, d.actual))
             for d in outcome.drift
         ]
     outcome.status = "reverted"
