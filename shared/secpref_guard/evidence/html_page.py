@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from .rows import ROW_STATUSES, Evidence, Row
+from .rows import Evidence, Row
+
+# the order a reader takes the statuses in: met, not met, not met by decision, not looked at
+SHOWN: tuple[str, ...] = ("compliant", "drift", "report-only", "exempt", "skipped", "error")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1f2328;
@@ -21,6 +24,7 @@ h3{font-size:15px;margin:22px 0 6px}
 p.meta{color:#57606a;margin:0 0 16px}
 table{border-collapse:collapse;margin:4px 0 8px;min-width:60%}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+td.setting{white-space:nowrap}
 th{background:#f6f8fa;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px}
@@ -56,7 +60,7 @@ def _account_cards(document: Evidence) -> str:
     counts = document.account_counts()
     total = sum(counts.values())
     cards = [f'<div class="card"><b>{total}</b>accounts</div>']
-    for status in reversed(ROW_STATUSES):
+    for status in SHOWN:
         if counts[status]:
             cards.append(
                 f'<div class="card {escape(status)}"><b>{counts[status]}</b>{escape(status)}</div>'
@@ -70,7 +74,8 @@ def _field_summary(document: Evidence) -> str:
     for row in document.rows:
         per_field.setdefault(row.field, Counter())[row.status] += 1
         first.setdefault(row.field, row)
-    head = "".join(f"<th>{escape(s)}</th>" for s in ROW_STATUSES)
+    present = [s for s in SHOWN if any(r.status == s for r in document.rows)]
+    head = "".join(f"<th>{escape(s)}</th>" for s in present)
     lines = [
         "<table><thead><tr><th>setting</th><th>field</th><th>rule</th>"
         f"<th>CIS recommendation</th>{head}</tr></thead><tbody>"
@@ -79,12 +84,12 @@ def _field_summary(document: Evidence) -> str:
         row = first.get(name)
         cells = "".join(
             f'<td class="num">{_badge(s, str(counts[s])) if counts[s] else "0"}</td>'
-            for s in ROW_STATUSES
+            for s in present
         )
+        setting, rule, cis = (row.setting, row.rule, row.cis) if row else ("", "", "")
         lines.append(
-            f"<tr><td>{escape(row.setting if row else '')}</td><td><code>{escape(name)}</code>"
-            f"</td><td>{escape(row.rule if row else '')}</td><td>{escape(row.cis if row else '')}"
-            f"</td>{cells}</tr>"
+            f'<tr><td class="setting">{escape(setting)}</td><td><code>{escape(name)}</code></td>'
+            f"<td>{escape(rule)}</td><td>{escape(cis)}</td>{cells}</tr>"
         )
     lines.append("</tbody></table>")
     return "\n".join(lines)
@@ -93,7 +98,7 @@ def _field_summary(document: Evidence) -> str:
 def _account_table(account: str, rows: list[Row], document: Evidence) -> str:
     status = document.account_status(account)
     counts = Counter(r.status for r in rows)
-    summary = ", ".join(f"{counts[s]} {s}" for s in reversed(ROW_STATUSES) if counts[s])
+    summary = ", ".join(f"{counts[s]} {s}" for s in SHOWN if counts[s])
     lines = [
         f'<h3 id="account-{escape(account)}">account <code>{escape(account)}</code> '
         f'{_badge(status)} <span class="detail">{escape(summary)}</span></h3>',
@@ -103,8 +108,8 @@ def _account_table(account: str, rows: list[Row], document: Evidence) -> str:
     for row in rows:
         live = f"<code>{escape(row.live_text)}</code>" if row.read else "&mdash;"
         lines.append(
-            f"<tr><td>{escape(row.setting)}</td><td><code>{escape(row.field)}</code></td>"
-            f"<td>{live}</td><td><code>{escape(row.baseline_text)}</code></td>"
+            f'<tr><td class="setting">{escape(row.setting)}</td>'
+            f"<td><code>{escape(row.field)}</code></td><td>{live}</td><td><code>{escape(row.baseline_text)}</code></td>"
             f"<td>{escape(row.rule)}</td><td>{_badge(row.status, row.status_text)}</td>"
             f'<td class="detail">{escape(row.detail)}</td></tr>'
         )
