@@ -28,7 +28,7 @@ from evidence_support import (  # noqa: F401 - directory_fixture: the fixture
     directory_fixture,
     report,
 )
-from secpref_guard import cli
+from secpref_guard import table as cli_table
 from secpref_guard.evidence import Evidence, Row
 from secpref_guard.evidence.csv_format import COLUMNS, render_csv
 from secpref_guard.evidence.rows import text
@@ -128,7 +128,7 @@ def test_csv_values_are_rendered_as_the_cli_renders_them() -> None:
         "(absent)",
     ]
     for value in (True, 6, ["a", "b"], [], None, "mandatory"):
-        assert text(value) == cli._text(value)
+        assert text(value) == cli_table._text(value)  # the CLI table's rendering
 
 
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted() -> None:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from . import report_command
 from .client import ApiError
-from .config import ConfigError, load_config
+from .config import ConfigError, GuardConfig, load_config
 from .control_policy import PolicyError
 from .credentials import CredentialsError, resolve
 from .errors import GuardError
