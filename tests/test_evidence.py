@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from conftest import ENDPOINT
 from evidence_support import (  # noqa: F401 - directory_fixture: the fixture
     BASELINE,
     EXEMPT_UNTIL,
@@ -29,6 +30,7 @@ from evidence_support import (  # noqa: F401 - directory_fixture: the fixture
     report,
 )
 from secpref_guard import table as cli_table
+from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator, mock_endpoint
 from secpref_guard.evidence import Evidence, Row
 from secpref_guard.evidence.csv_format import COLUMNS, render_csv
 from secpref_guard.evidence.rows import text
@@ -372,3 +374,57 @@ def test_a_long_report_shows_progress_on_stderr(
 ) -> None:
     _, _, err = report(capsys)
     assert "report: 23/23 accounts" in err.splitlines()  # the 23 accounts in scope
+
+
+# --- the README's examples are this code's output -----------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+DEMO_STATE = {  # `make demo`'s emulator (its --set flags)
+    "AllowUserToManageAccessKeys": "true",
+    "EnableSaveMFATicket": "true",
+    "LoginNetworkMasks": "192.168.0.0/16",
+    "LoginSessionDuration": "24",
+}
+DEMO_BASELINE = {  # `make demo`'s baseline, and the preset the README adds
+    "GUARD_PRESET": "cis-2.0",
+    "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
+    "BASELINE_ENABLE_SAVE_MFA_TICKET": "false",
+    "BASELINE_MFA_OPERATION_FOR_LOGIN": "mandatory",
+    "BASELINE_LOGIN_SESSION_DURATION": "4",
+    "BASELINE_LOGIN_NETWORK_MASKS": "10.0.0.0/8;192.168.0.0/16",
+}
+
+
+def readme_block(language: str) -> str:
+    section = README.read_text(encoding="utf-8").split("## Evidence for auditors", 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_examples_are_what_report_prints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regenerate the README's blocks with the section's commands when this fails."""
+    for name, value in {
+        "GUARD_IMS_ENDPOINT": ENDPOINT,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "test-key-id",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-key-secret",
+        **DEMO_BASELINE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_endpoint(Emulator.with_default_key(), ENDPOINT) as emulator:
+        emulator.ims.put(DEFAULT_ACCOUNT, **DEMO_STATE)
+        status, out, _ = report(capsys)
+        assert status == 2
+        shown = readme_block("csv")
+        stamp = shown.split("\n")[1].split(",", 1)[0]
+        lines = [stamp + line[line.index(",") :] for line in out.splitlines()[1:]]
+        assert "\n".join([out.splitlines()[0], *lines]) + "\n" == shown
+
+        status, out, _ = report(capsys, "--format", "ocsf")
+    assert status == 2
+    shown_finding = json.loads(readme_block("json"))
+    finding = json.loads(out)[3]
+    finding["time"] = shown_finding["time"]
+    finding["finding_info"]["created_time"] = shown_finding["finding_info"]["created_time"]
+    finding["metadata"]["correlation_uid"] = shown_finding["metadata"]["correlation_uid"]
+    assert finding == shown_finding

@@ -59,7 +59,8 @@ def _meta(document: Evidence) -> str:
 def _account_cards(document: Evidence) -> str:
     counts = document.account_counts()
     total = sum(counts.values())
-    cards = [f'<div class="card"><b>{total}</b>accounts</div>']
+    noun = "account" if total == 1 else "accounts"
+    cards = [f'<div class="card"><b>{total}</b>{noun}</div>']
     for status in SHOWN:
         if counts[status]:
             cards.append(
