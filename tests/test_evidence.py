@@ -30,10 +30,12 @@ from evidence_support import (  # noqa: F401 - directory_fixture: the fixture
     report,
 )
 from secpref_guard import table as cli_table
+from secpref_guard.config import load_config
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator, mock_endpoint
 from secpref_guard.evidence import Evidence, Row
 from secpref_guard.evidence.csv_format import COLUMNS, render_csv
-from secpref_guard.evidence.rows import text
+from secpref_guard.evidence.rows import citation, text
+from secpref_guard.presets import PRESETS
 from secpref_guard.report_command import Progress
 
 
@@ -89,8 +91,13 @@ def test_csv_has_a_row_per_account_and_field_with_the_verdict_and_why(
     assert mfa["cis_recommendation"].startswith(
         "CIS Alibaba Cloud Foundations Benchmark v2.0.0, 1.4"
     )
-    assert mfa["baseline_source"] == "preset cis-2.0"
-    assert access["cis_recommendation"] == ""  # the preset names no recommendation for it
+    assert mfa["baseline_source"] == "BASELINE_MFA_OPERATION_FOR_LOGIN"
+    assert access["cis_recommendation"] == ""  # no preset names a recommendation for it
+    users = drifted["MaxIdleDaysForUsers"]
+    assert users["cis_recommendation"].startswith(
+        "CIS Alibaba Cloud Foundations Benchmark v2.0.0, 1.5"
+    )
+    assert drifted["MaxIdleDaysForAccessKeys"]["cis_recommendation"] == ""  # 180 is weaker
 
     exempt = grouped[d.exempt]["AllowUserToManageAccessKeys"]
     assert exempt["status"] == f"exempt until {EXEMPT_UNTIL}"
@@ -131,6 +138,24 @@ def test_csv_values_are_rendered_as_the_cli_renders_them() -> None:
     ]
     for value in (True, 6, ["a", "b"], [], None, "mandatory"):
         assert text(value) == cli_table._text(value)  # the CLI table's rendering
+
+
+def test_a_recommendation_is_cited_only_where_the_baseline_meets_it() -> None:
+    preset = load_config({"GUARD_PRESET": "cis-2.0"})
+    for name, entry in PRESETS["cis-2.0"].items():
+        assert citation(preset, name) == entry.citation
+    stricter = load_config({"GUARD_PRESET": "cis-2.0", "BASELINE_PASSWORD_MINIMUM_LENGTH": "16"})
+    assert ", 1.11:" in citation(stricter, "MinimumPasswordLength")
+    weaker = load_config({"GUARD_PRESET": "cis-2.0", "BASELINE_PASSWORD_MINIMUM_LENGTH": "10"})
+    assert citation(weaker, "MinimumPasswordLength") == ""
+    alone = load_config({"BASELINE_MFA_OPERATION_FOR_LOGIN": "mandatory"})
+    assert ", 1.4:" in citation(alone, "MFAOperationForLogin")
+    assert (
+        citation(
+            load_config({"BASELINE_MFA_OPERATION_FOR_LOGIN": "adaptive"}), "MFAOperationForLogin"
+        )
+        == ""
+    )
 
 
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted() -> None:
@@ -385,8 +410,7 @@ DEMO_STATE = {  # `make demo`'s emulator (its --set flags)
     "LoginNetworkMasks": "192.168.0.0/16",
     "LoginSessionDuration": "24",
 }
-DEMO_BASELINE = {  # `make demo`'s baseline, and the preset the README adds
-    "GUARD_PRESET": "cis-2.0",
+DEMO_BASELINE = {  # `make demo`'s baseline
     "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
     "BASELINE_ENABLE_SAVE_MFA_TICKET": "false",
     "BASELINE_MFA_OPERATION_FOR_LOGIN": "mandatory",

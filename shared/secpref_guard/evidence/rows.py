@@ -2,8 +2,8 @@
 
 One ``Row`` per account of the run and field of the baseline, in the run's account order and
 the field table's order: the field's live value as the run read it, the baseline value, the
-rule it is held to, the status and why, and the CIS recommendation when the preset in use
-(``GUARD_PRESET``) names the field. An account the run skipped or could not read gets a row
+rule it is held to, the status and why, and the CIS recommendation a preset (presets.py) cites
+for the field when the baseline meets it. An account the run skipped or could not read gets a row
 per baseline field too (``skipped`` / ``error`` with the reason), so every account of scope is
 visible. The formats (CSV, OCSF, HTML) render these rows and never look at the run again.
 """
@@ -147,7 +147,7 @@ def account_rows(
         rows.append(
             Row(
                 account=account.account,
-                setting=d.setting if d is not None else _setting(name),
+                setting=_setting(name),
                 field=name,
                 live=f.display(live) if read else None,
                 read=read,
@@ -193,26 +193,26 @@ def _exempt_until(config: GuardConfig, account: str, name: str) -> date | None:
 
 
 def citation(config: GuardConfig, name: str) -> str:
-    """The recommendation the preset in use cites for a field; empty when it names none."""
-    preset = config.settings.preset
-    entry = PRESETS.get(preset, {}).get(name) if preset else None
-    return entry.citation if entry is not None else ""
+    """The recommendations a preset cites for a field whose baseline meets them (is at least as
+    strict as the preset's value), so that a row compliant with the baseline is compliant with
+    the recommendation; empty when no preset names the field or the baseline is weaker."""
+    f, expected = F.field(name), config.baseline[name]
+    cited = [
+        preset[name].citation
+        for preset in PRESETS.values()
+        if name in preset and f.satisfies(expected, preset[name].value)
+    ]
+    return "; ".join(dict.fromkeys(cited))
 
 
 def rule(config: GuardConfig, name: str) -> str:
-    """The rule a live value of the field is held to, in words."""
-    f = F.field(name)
-    expected = config.baseline[name]
-    worded = getattr(f, "rule", None)  # the field table words its rule once it has directions
-    if callable(worded):
-        exact = getattr(config, "is_exact", None)
-        return str(worded(expected, exact(name) if callable(exact) else False))
-    return f"exactly {text(f.display(expected))}"
+    """The rule a live value of the field is held to, in words ("at least 14", "exactly
+    false")."""
+    return F.field(name).rule(config.baseline[name], config.is_exact(name))
 
 
 def _setting(name: str) -> str:
-    setting_of = getattr(F, "setting_of", None)  # the field tables grow a setting per field
-    return str(setting_of(name).name) if callable(setting_of) else "security-preference"
+    return F.setting_of(name).name
 
 
 def _baseline_order(config: GuardConfig) -> list[str]:
