@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from .rows import Evidence, Row
+from .rows import Evidence, Row, worst
 
 # the order a reader takes the statuses in: met, not met, not met by decision, not looked at
 SHOWN: tuple[str, ...] = ("compliant", "drift", "report-only", "exempt", "skipped", "error")
@@ -97,7 +97,7 @@ def _field_summary(document: Evidence) -> str:
 
 
 def _account_table(account: str, rows: list[Row], document: Evidence) -> str:
-    status = document.account_status(account)
+    status = worst(r.status for r in rows)
     counts = Counter(r.status for r in rows)
     summary = ", ".join(f"{counts[s]} {s}" for s in SHOWN if counts[s])
     lines = [

@@ -98,9 +98,6 @@ class Evidence:
             grouped.setdefault(row.account, []).append(row)
         return grouped
 
-    def account_status(self, account: str) -> RowStatus:
-        return worst(r.status for r in self.rows if r.account == account)
-
     def counts(self) -> Counter[str]:
         """Rows per status."""
         return Counter(r.status for r in self.rows)
