@@ -51,7 +51,13 @@ from typing import Any
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.endpoint.default_endpoint_resolver import DefaultEndpointResolver
 from results import Report, Row
+
 from secpref_guard.accounts import LIST_PAGE_SIZE
+from secpref_guard.client import ImsClient
+from secpref_guard.config import GuardConfig, load_config
+from secpref_guard.credentials import Credentials
+from secpref_guard.emulator import mock_endpoint
+from secpref_guard.emulator.resourcemanager import Organisation, organisation
 from secpref_guard.fanout import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
@@ -60,12 +66,6 @@ from secpref_guard.fanout import (
     run_scheduled,
     run_worker,
 )
-
-from secpref_guard.client import ImsClient
-from secpref_guard.config import GuardConfig, load_config
-from secpref_guard.credentials import Credentials
-from secpref_guard.emulator import mock_endpoint
-from secpref_guard.emulator.resourcemanager import Organisation, organisation
 from secpref_guard.logs import configure
 
 ENDPOINT = "http://127.0.0.1:8765"
