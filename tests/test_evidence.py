@@ -34,8 +34,9 @@ from secpref_guard.config import load_config
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator, mock_endpoint
 from secpref_guard.evidence import Evidence, Row
 from secpref_guard.evidence.csv_format import COLUMNS, render_csv
-from secpref_guard.evidence.rows import citation, text
+from secpref_guard.evidence.rows import account_rows, citation, text
 from secpref_guard.presets import PRESETS
+from secpref_guard.report import AccountReport, Drift
 from secpref_guard.report_command import Progress
 
 
@@ -156,6 +157,35 @@ def test_a_recommendation_is_cited_only_where_the_baseline_meets_it() -> None:
         )
         == ""
     )
+
+
+def test_rows_for_a_field_not_returned_an_expired_exemption_and_a_failed_read() -> None:
+    config = load_config(
+        {
+            "BASELINE_LOGIN_SESSION_DURATION": "6",
+            "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
+        }
+    )
+    expired = "exemption expired on 2020-01-01 (CHG-1)"
+    account = AccountReport(
+        account="1",
+        status="drift",
+        mode="check",
+        drift=[
+            Drift("LoginSessionDuration", None, 6, "dry-run"),
+            Drift("AllowUserToManageAccessKeys", True, False, "dry-run", note=expired),
+        ],
+        observed={"LoginSessionDuration": None, "AllowUserToManageAccessKeys": True},
+    )
+    session, access = account_rows(account, config)
+    assert (session.status, session.read, session.live_text) == ("drift", True, "(absent)")
+    assert session.detail == "the account did not return the field"
+    assert session.rule == "at most 6"
+    assert (access.status, access.detail, access.live_text) == ("drift", expired, "true")
+    failed = AccountReport(account="2", status="error", mode="check", reason="Throttling.User")
+    assert {(r.status, r.detail, r.read) for r in account_rows(failed, config)} == {
+        ("error", "Throttling.User", False)
+    }
 
 
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted() -> None:

@@ -98,10 +98,6 @@ class Evidence:
             grouped.setdefault(row.account, []).append(row)
         return grouped
 
-    def counts(self) -> Counter[str]:
-        """Rows per status."""
-        return Counter(r.status for r in self.rows)
-
     def account_counts(self) -> Counter[str]:
         """Accounts per (worst) status."""
         return Counter(worst(r.status for r in rows) for rows in self.accounts().values())
@@ -149,7 +145,7 @@ def account_rows(
                 live=f.display(live) if read else None,
                 read=read,
                 baseline=f.display(expected),
-                rule=(d.rule if d is not None and d.rule else "") or rule(config, name),
+                rule=d.rule if d is not None and d.rule else rule(config, name),
                 status=status,
                 detail=detail,
                 cis=citation(config, name),
