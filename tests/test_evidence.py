@@ -345,8 +345,19 @@ def test_html_is_one_self_contained_page_with_a_table_per_account(
             assert not (attrs.get(key) or "").startswith(("http:", "https:", "//")), attrs
     assert MARKUP in "".join(page.text)  # the exemption's reason, shown as text
 
-    field_table, *account_tables = page.tables
+    overview, field_table, *account_tables = page.tables
     assert len(account_tables) == 25
+    assert overview[0][:2] == ["account", "status"]
+    lines = {row[0]: dict(zip(overview[0], row, strict=True)) for row in overview[1:]}
+    assert list(lines) == directory.accounts
+    assert lines[directory.drifted]["status"] == "drift"
+    assert lines[directory.drifted]["drift"] == "2"
+    assert lines[directory.failing]["status"] == "error"
+    assert "cannot assume" in lines[directory.failing]["why"]
+    assert "GUARD_EXCLUDE_ACCOUNTS" in lines[directory.excluded]["why"]
+    links = {attrs.get("href") for tag, attrs in page.tags if tag == "a"}
+    ids = {attrs.get("id") for _, attrs in page.tags if attrs.get("id")}
+    assert links == {f"#{i}" for i in ids}  # every line links to its account's table
     head = field_table[0]
     assert head[:4] == ["setting", "field", "rule", "CIS recommendation"]
     summary = {row[1]: dict(zip(head, row, strict=True)) for row in field_table[1:]}

@@ -1,9 +1,10 @@
 """The evidence as one self-contained HTML page: inline CSS, no script, no external asset.
 
-Read from the top: the run (when, which targets, which preset), the accounts per status, a
-summary per field (how many accounts meet it), then a table per account with its rows, each
-status coloured. Every value is HTML-escaped: a value read from an account, a reason or an
-exemption's text could hold markup, and the page must show it as text.
+Read from the top: the run (when, which targets, which preset), the accounts per status and a
+line per account (linked to its table), a summary per field (how many accounts meet it), then
+a table per account with its rows, each status coloured. Every value is HTML-escaped: a value
+read from an account, a reason or an exemption's text could hold markup, and the page must show
+it as text.
 """
 
 from __future__ import annotations
@@ -69,6 +70,26 @@ def _account_cards(document: Evidence) -> str:
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
+def _account_summary(document: Evidence) -> str:
+    """One line per account: its status, its rows per status, and why when it was not read."""
+    present = [s for s in SHOWN if any(r.status == s for r in document.rows)]
+    head = "".join(f"<th>{escape(s)}</th>" for s in present)
+    lines = [f"<table><thead><tr><th>account</th><th>status</th>{head}<th>why</th></tr></thead>"]
+    lines.append("<tbody>")
+    for account, rows in document.accounts().items():
+        counts = Counter(r.status for r in rows)
+        cells = "".join(f'<td class="num">{counts[s]}</td>' for s in present)
+        why = rows[0].detail if rows and rows[0].status in ("skipped", "error") else ""
+        anchor = escape(f"account-{account}")
+        lines.append(
+            f'<tr><td><a href="#{anchor}"><code>{escape(account)}</code></a></td>'
+            f"<td>{_badge(worst(r.status for r in rows))}</td>{cells}"
+            f'<td class="detail">{escape(why)}</td></tr>'
+        )
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
 def _field_summary(document: Evidence) -> str:
     per_field: dict[str, Counter[str]] = {name: Counter() for name in document.fields}
     first: dict[str, Row] = {}
@@ -125,6 +146,7 @@ def render_html(document: Evidence) -> str:
         _meta(document),
         "<h2>Accounts</h2>",
         _account_cards(document),
+        _account_summary(document),
         "<h2>Per field</h2>",
         _field_summary(document),
         "<h2>Per account</h2>",
