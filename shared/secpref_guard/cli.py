@@ -22,7 +22,7 @@ from .credentials import CredentialsError, resolve
 from .errors import GuardError
 from .handlers import LOG_LEVELS, HandlerError
 from .logs import configure, redact
-from .report import RunReport
+from .report import AccountReport, RunReport
 from .table import render_report
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
@@ -187,7 +187,10 @@ def _fail(args: argparse.Namespace, exc: BaseException, cause: BaseException | N
 
 
 def run_targets(
-    command: str, *, write: bool, on_account: Callable[..., None] | None = None
+    command: str,
+    *,
+    write: bool,
+    on_account: Callable[[AccountReport, int, int], None] | None = None,
 ) -> tuple[RunReport, GuardConfig]:
     """Every target of GUARD_TARGETS, checked (``write=False``) or enforced in this process:
     the one run that ``check``, ``enforce`` and ``report`` make (never fanned out)."""
