@@ -411,6 +411,20 @@ def test_a_file_that_cannot_be_written_fails_before_the_run(
     assert "is a directory" in err
 
 
+def test_bad_configuration_is_one_line_and_writes_no_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BASELINE_LOGIN_SESSION_DURATION", "25")
+    target = tmp_path / "report.html"
+    status, out, err = report(capsys, "--format", "html", "--output", str(target))
+    assert (status, out) == (1, "")
+    assert err.splitlines() == [
+        "secpref-guard: error: BASELINE_LOGIN_SESSION_DURATION: expected an integer from 1 to 24, "
+        "got 25"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_progress_is_throttled_per_second_and_per_tenth_and_silent_for_one() -> None:
     now = [0.0]
     out = io.StringIO()
