@@ -22,6 +22,7 @@ BASELINE = (  # the field table's order: the rows' order within an account
     "AllowUserToManageAccessKeys",
     "MaxIdleDaysForAccessKeys",
     "MaxIdleDaysForUsers",
+    "MinimumPasswordLength",
 )
 COMPLIANT_STATE = {
     "MFAOperationForLogin": "mandatory",
@@ -29,6 +30,7 @@ COMPLIANT_STATE = {
     "MaxIdleDaysForAccessKeys": 180,
     "AllowUserToManageAccessKeys": False,
     "LoginSessionDuration": 6,
+    "MinimumPasswordLength": 14,
 }
 
 
@@ -67,6 +69,7 @@ def directory_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Directory]:
             "BASELINE_MFA_OPERATION_FOR_LOGIN": "mandatory",  # CIS 1.4's value: cited
             "BASELINE_MAX_IDLE_DAYS_FOR_USERS": "90",  # CIS 1.5's: cited
             "BASELINE_MAX_IDLE_DAYS_FOR_ACCESS_KEYS": "180",  # weaker than CIS 1.6: not cited
+            "BASELINE_PASSWORD_MINIMUM_LENGTH": "14",  # the password policy, CIS 1.11's value
             "BASELINE_LOGIN_SESSION_DURATION": "6",
             "GUARD_REPORT_ONLY_FIELDS": "LoginSessionDuration",
             "GUARD_EXCLUDE_ACCOUNTS": excluded,
@@ -81,6 +84,8 @@ def directory_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Directory]:
         o.emulator.ims.put(
             drifted, AllowUserToManageAccessKeys=True, MFAOperationForLogin="adaptive"
         )
+        o.emulator.ims.put(drifted, MinimumPasswordLength=8)
+        o.emulator.ims.put(o.members[6], MinimumPasswordLength=16)  # stricter: compliant
         o.emulator.ims.put(exempt, AllowUserToManageAccessKeys=True)
         o.emulator.ims.put(report_only, LoginSessionDuration=24)
         o.directory.set_status(unusable, "CreateFailed")

@@ -79,7 +79,17 @@ def test_csv_has_a_row_per_account_and_field_with_the_verdict_and_why(
         "drift",
         "compliant",
         "compliant",
+        "drift",
     ]
+    password = drifted["MinimumPasswordLength"]
+    assert (password["setting"], password["live_value"], password["rule"]) == (
+        "password-policy",
+        "8",
+        "at least 14",
+    )
+    assert ", 1.11:" in password["cis_recommendation"]
+    stricter = grouped[d.org.members[6]]["MinimumPasswordLength"]
+    assert (stricter["status"], stricter["live_value"]) == ("compliant", "16")
     access = drifted["AllowUserToManageAccessKeys"]
     assert (access["live_value"], access["baseline"], access["rule"]) == (
         "true",
@@ -351,7 +361,7 @@ def test_html_is_one_self_contained_page_with_a_table_per_account(
     lines = {row[0]: dict(zip(overview[0], row, strict=True)) for row in overview[1:]}
     assert list(lines) == directory.accounts
     assert lines[directory.drifted]["status"] == "drift"
-    assert lines[directory.drifted]["drift"] == "2"
+    assert lines[directory.drifted]["drift"] == "3"
     assert lines[directory.failing]["status"] == "error"
     assert "cannot assume" in lines[directory.failing]["why"]
     assert "GUARD_EXCLUDE_ACCOUNTS" in lines[directory.excluded]["why"]
