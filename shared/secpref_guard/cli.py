@@ -9,19 +9,20 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from . import report_command
 from .client import ApiError
-from .config import ConfigError, load_config
+from .config import ConfigError, GuardConfig, load_config
 from .control_policy import PolicyError
 from .credentials import CredentialsError, resolve
 from .errors import GuardError
 from .handlers import LOG_LEVELS, HandlerError
 from .logs import configure, redact
-from .report import RunReport
+from .report import AccountReport, RunReport
 from .table import render_report
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
@@ -94,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     policy.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
 
+    report_command.add_parser(sub, common)
+
     invoke = sub.add_parser(
         "invoke", parents=[common], help="run a Function Compute handler locally with an event file"
     )
@@ -143,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_or_enforce(args)
         if args.command == "control-policy":
             return _control_policy(args)
+        if args.command == "report":
+            return report_command.main(args)
         if args.command == "invoke":
             return _invoke(args)
         if args.command == "emulator":
@@ -181,8 +186,14 @@ def _fail(args: argparse.Namespace, exc: BaseException, cause: BaseException | N
 # --- check / enforce -----------------------------------------------------------------------
 
 
-def _check_or_enforce(args: argparse.Namespace) -> int:
-    """The CLI's mode: every target, checked or enforced in this process (never fanned out)."""
+def run_targets(
+    command: str,
+    *,
+    write: bool,
+    on_account: Callable[[AccountReport, int, int], None] | None = None,
+) -> tuple[RunReport, GuardConfig]:
+    """Every target of GUARD_TARGETS, checked (``write=False``) or enforced in this process:
+    the one run that ``check``, ``enforce`` and ``report`` make (never fanned out)."""
     from .modes import every_target
     from .report import Trigger
     from .run import Services, run
@@ -190,7 +201,6 @@ def _check_or_enforce(args: argparse.Namespace) -> int:
     config = load_config()
     settings = config.settings
     credentials = resolve(None)
-    write = args.command == "enforce"
     own: str | None = None
     if settings.targets != "self" or settings.exemptions or settings.exclude_accounts:
         # targets, exclusions and exemptions name accounts: learn which one these credentials
@@ -217,15 +227,22 @@ def _check_or_enforce(args: argparse.Namespace) -> int:
         directory=directory,
         budget=budget,
         concurrency=settings.concurrency,
+        on_account=on_account,
     )
     targets, candidates = every_target(settings, directory)
     report = run(
         candidates,
         services,
-        trigger=Trigger("cli", name=args.command),
+        trigger=Trigger("cli", name=command),
         targets=targets,
         write=write,
     )
+    return report, config
+
+
+def _check_or_enforce(args: argparse.Namespace) -> int:
+    """The CLI's mode: every target, checked or enforced in this process (never fanned out)."""
+    report, config = run_targets(args.command, write=args.command == "enforce")
     one = report.single
     if one is not None and one.error is not None:
         # one account, and it failed: the error is the output, as one line

@@ -66,6 +66,8 @@ class Services:
     retry: RetryPolicy | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     invoker: Callable[[str, Credentials], Any] | None = None  # (endpoint, base) -> invoker
+    # told of each account in scope as it ends: (its report, accounts done, accounts in scope)
+    on_account: Callable[[AccountReport, int, int], None] | None = None
     _access: MemberCredentials | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _directory_calls: int = field(default=0, init=False, repr=False)
@@ -153,8 +155,9 @@ def run(
             report.dispatches = _fan_out(in_scope, services, fanout, report.run_id)
         else:
             label = actor.label if actor is not None else None
+            done = _Tally(services.on_account, len(in_scope))
             outcomes = map_bounded(
-                lambda d: enforce_account(d, services, write=write, actor=label),
+                lambda d: done(enforce_account(d, services, write=write, actor=label)),
                 in_scope,
                 services.concurrency,
             )
@@ -171,6 +174,21 @@ def run(
         report.duration_ms = (time.perf_counter() - started) * 1000
         _log_run(report)
     return report
+
+
+class _Tally:
+    """Counts the accounts that ended and tells ``Services.on_account`` of each (any thread)."""
+
+    def __init__(self, listener: Callable[[AccountReport, int, int], None] | None, total: int):
+        self.listener, self.total, self.done = listener, total, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, outcome: AccountReport) -> AccountReport:
+        if self.listener is not None:
+            with self.lock:
+                self.done += 1
+                self.listener(outcome, self.done, self.total)
+        return outcome
 
 
 def skipped_run(
