@@ -48,13 +48,14 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..credentials import Credentials
+from . import acs3
 from .exceptions import EmulatedError
 from .models import Call, KeyPair, new_request_id
 from .responses import Emulator, Reply
@@ -67,15 +68,29 @@ _INVOKE_FC3 = re.compile(r"^/2023-03-30/functions/(?P<function>[^/]+)/invocation
 _INVOKE_FC2 = re.compile(
     r"^/2016-08-15/services/(?P<service>[^/]+)/functions/(?P<function>[^/]+)/invocations$"
 )
-MAX_SKEW_SECONDS = 15 * 60  # "no more than 15 minutes from the server's time"
-ACS3 = "ACS3-HMAC-SHA256"
-_ACS3_AUTHORIZATION = re.compile(
-    r"^ACS3-HMAC-SHA256 Credential=(?P<key>[^,\s]+),SignedHeaders=(?P<signed>[a-z0-9;._-]+),"
-    r"Signature=(?P<signature>[0-9a-f]{64})$"
-)
-_ACS3_REQUIRED = ("host", "x-acs-content-sha256", "x-acs-date", "x-acs-signature-nonce")
+MAX_SKEW_SECONDS = acs3.MAX_SKEW_SECONDS  # "no more than 15 minutes from the server's time"
+ACS3 = acs3.ALGORITHM
 
 Handler = Callable[[bytes, Any], Any]
+_SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check "
+    "your access key and signing method"
+)
+# Function Compute's status and code for each kind of ACS3 refusal
+_ACS3_ERRORS: dict[str, tuple[int, str]] = {
+    acs3.MALFORMED: (403, "AccessDenied"),
+    acs3.MISSING_HEADER: (400, "MissingRequiredHeader"),
+    acs3.UNSORTED: (400, "InvalidArgument"),
+    acs3.UNSIGNED: (400, "InvalidArgument"),
+    acs3.DATE_FORMAT_INVALID: (400, "InvalidArgument"),
+    acs3.PAYLOAD_HASH: (400, "InvalidArgument"),
+    acs3.UNKNOWN_KEY: (403, "InvalidAccessKeyID"),
+    acs3.SIGNATURE: (403, "SignatureNotMatch"),
+    acs3.EXPIRED: (403, "RequestTimeTooSkewed"),
+    acs3.NONCE_USED: (403, "SignatureNonceUsed"),
+    acs3.SECURITY_TOKEN_MISMATCH: (403, "InvalidSecurityToken"),
+    acs3.KEY_ID: (403, "InvalidAccessKeyID"),
+}
 
 
 class FcError(Exception):
@@ -104,39 +119,6 @@ def expected_signature(secret: str, method: str, path: str, headers: Mapping[str
         secret.encode(), string_to_sign(method, path, headers).encode(), hashlib.sha256
     ).digest()
     return base64.b64encode(digest).decode()
-
-
-def acs3_canonical_request(
-    method: str,
-    raw_path: str,
-    query: str,
-    headers: Mapping[str, str],
-    signed_headers: list[str],
-    payload_sha256: str,
-) -> str:
-    """The ACS3 canonical request of a request as the server received it: ``raw_path`` as
-    sent (percent-encoded), ``query`` the raw query string, ``headers`` with lower-case names."""
-    pairs = sorted(
-        (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
-        for k, v in parse_qsl(query, keep_blank_values=True)
-    )
-    canonical_query = "&".join(f"{k}={v}" for k, v in pairs)
-    canonical_headers = "".join(f"{name}:{headers[name].strip()}\n" for name in signed_headers)
-    return "\n".join(
-        [
-            method.upper(),
-            raw_path or "/",
-            canonical_query,
-            canonical_headers,
-            ";".join(signed_headers),
-            payload_sha256,
-        ]
-    )
-
-
-def acs3_signature(secret: str, canonical_request: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
-    return hmac.new(secret.encode(), f"{ACS3}\n{digest}".encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -403,12 +385,7 @@ class FcBackend:
         key = self._key(key_id)
         expected = expected_signature(key.secret, method, path, lower)
         if not hmac.compare_digest(expected, signature):
-            raise FcError(
-                403,
-                "SignatureNotMatch",
-                "The request signature we calculated does "
-                "not match the signature you provided. Check your access key and signing method",
-            )
+            raise FcError(403, "SignatureNotMatch", _SIGNATURE_MISMATCH)
         self._check_skew(when, "Date")
         token = lower.get("x-fc-security-token")
         if (key.security_token or None) != (token or None):
@@ -420,76 +397,33 @@ class FcBackend:
     def _authenticate_acs3(
         self, method: str, raw_path: str, query: str, lower: Mapping[str, str], payload: bytes
     ) -> tuple[KeyPair, None]:
-        """ACS3-HMAC-SHA256, as the official FC 3.0 SDK signs; the nonce is spent here."""
-        match = _ACS3_AUTHORIZATION.match(lower.get("authorization", ""))
-        if match is None:
-            raise FcError(
-                403,
-                "AccessDenied",
-                f"the Authorization header is not '{ACS3} Credential=<AccessKeyId>,"
-                "SignedHeaders=<names>,Signature=<hex>'",
-            )
-        for name in _ACS3_REQUIRED:
-            if not lower.get(name):
-                raise FcError(
-                    400, "MissingRequiredHeader", f"required HTTP header {name} was not specified"
-                )
-        signed = match["signed"].split(";")
-        if signed != sorted(set(signed)):
-            raise FcError(400, "InvalidArgument", "SignedHeaders must be sorted and unique")
-        unsigned = [
-            name
-            for name in lower
-            if (name in _ACS3_REQUIRED or name.startswith("x-acs-")) and name not in signed
-        ]
-        missing = [name for name in signed if name not in lower]
-        if unsigned or missing:
-            raise FcError(
-                400,
-                "InvalidArgument",
-                f"headers that must be signed are not: {unsigned}; signed but absent: {missing}",
-            )
+        """ACS3-HMAC-SHA256 (emulator/acs3.py), as the official FC 3.0 SDK signs; the nonce is
+        spent here. Refusals carry Function Compute's codes."""
+
+        def fresh(nonce: str) -> bool:
+            with self.lock:
+                self._forget_old(self._nonces)
+                if nonce in self._nonces:
+                    return False
+                self._nonces[nonce] = self.clock()
+                return True
+
         try:
-            when = datetime.strptime(lower["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=timezone.utc
+            verified = acs3.verify(
+                method,
+                raw_path,
+                query,
+                lower,
+                payload,
+                keys=self.emulator.keys,
+                now=self.clock(),
+                use_nonce=fresh,
             )
-        except ValueError:
-            raise FcError(
-                400,
-                "InvalidArgument",
-                "x-acs-date is not an ISO 8601 UTC time (2006-01-02T15:04:05Z)",
-            ) from None
-        content_sha256 = hashlib.sha256(payload).hexdigest()
-        if not hmac.compare_digest(lower["x-acs-content-sha256"], content_sha256):
-            raise FcError(
-                400, "InvalidArgument", "x-acs-content-sha256 is not the SHA-256 of the body"
-            )
-        key = self._key(match["key"])
-        canonical = acs3_canonical_request(method, raw_path, query, lower, signed, content_sha256)
-        if not hmac.compare_digest(acs3_signature(key.secret, canonical), match["signature"]):
-            raise FcError(
-                403,
-                "SignatureNotMatch",
-                "The request signature we calculated does "
-                "not match the signature you provided. Check your access key and signing method",
-            )
-        self._check_skew(when, "x-acs-date")
-        nonce = lower["x-acs-signature-nonce"]
-        self._use_once(
-            self._nonces,
-            nonce,
-            FcError(403, "SignatureNonceUsed", f"the signature nonce {nonce!r} was used already"),
-        )
-        token = lower.get("x-acs-security-token")
-        if (key.security_token or None) != (token or None):
-            raise FcError(
-                403, "InvalidSecurityToken", "the security token does not match the access key"
-            )
-        if token and lower.get("x-acs-accesskey-id") != match["key"]:
-            raise FcError(
-                403, "InvalidAccessKeyID", "x-acs-accesskey-id does not match the credential"
-            )
-        return key, None
+        except acs3.Rejected as exc:
+            status, code = _ACS3_ERRORS[exc.kind]
+            message = _SIGNATURE_MISMATCH if exc.kind == acs3.SIGNATURE else exc.message
+            raise FcError(status, code, message) from None
+        return verified.key, None
 
     def _run(self, function: Function, invocation: Invocation) -> None:
         if function.handler is None:
