@@ -54,6 +54,7 @@ REQUIRED_HEADERS = ("host", "x-acs-content-sha256", "x-acs-date", "x-acs-signatu
 RPC_HEADERS = ("x-acs-action", "x-acs-version")
 
 # The kinds of rejection, in the order the checks run.
+UNSUPPORTED_ALGORITHM = "unsupported-algorithm"  # ACS3-HMAC-SM3, ACS3-RSA-SHA256: not verified
 MALFORMED = "malformed"  # the Authorization header is not ACS3-HMAC-SHA256's
 MISSING_HEADER = "missing-header"  # a required header is absent
 UNSORTED = "unsorted"  # SignedHeaders is not sorted and unique
@@ -159,7 +160,14 @@ def verify(
     """Verify an ACS3-signed request; ``headers`` with lower-case names, ``payload`` the body as
     received. ``use_nonce`` records a nonce and says whether it was fresh; it is called only for
     a request whose signature and date hold. Raises ``Rejected``."""
-    match = AUTHORIZATION.match(headers.get("authorization", ""))
+    authorization = headers.get("authorization", "")
+    algorithm = authorization.split(" ", 1)[0]
+    if algorithm != ALGORITHM:
+        raise Rejected(
+            UNSUPPORTED_ALGORITHM,
+            f"the signature algorithm {algorithm!r} is not supported here: sign with {ALGORITHM}",
+        )
+    match = AUTHORIZATION.match(authorization)
     if match is None:
         raise Rejected(
             MALFORMED,
@@ -190,14 +198,19 @@ def verify(
         raise Rejected(
             DATE_FORMAT_INVALID, "x-acs-date is not an ISO 8601 UTC time (2006-01-02T15:04:05Z)"
         ) from None
+    # the server's canonical request hashes the body it received, not the hash it was told
     content_sha256 = hashlib.sha256(payload).hexdigest()
+    canonical = canonical_request(method, raw_path, query, headers, signed, content_sha256)
     if not hmac.compare_digest(headers["x-acs-content-sha256"], content_sha256):
-        raise Rejected(PAYLOAD_HASH, "x-acs-content-sha256 is not the SHA-256 of the body")
+        raise Rejected(
+            PAYLOAD_HASH,
+            "x-acs-content-sha256 is not the SHA-256 of the body",
+            string_to_sign(canonical),
+        )
     key_id = match["key"]
     key = keys.get(key_id)
     if key is None:
         raise Rejected(UNKNOWN_KEY, f"the access key {key_id!r} is not found")
-    canonical = canonical_request(method, raw_path, query, headers, signed, content_sha256)
     if not hmac.compare_digest(signature(key.secret, canonical), match["signature"]):
         raise Rejected(
             SIGNATURE,

@@ -52,6 +52,16 @@ class SignatureDoesNotMatch(EmulatedError):
         )
 
 
+class IncompleteSignature(EmulatedError):
+    """A signature that cannot be checked as sent (a malformed ACS3 Authorization header, a
+    common header left out of SignedHeaders)."""
+
+    code, status = "IncompleteSignature", 400
+
+    def __init__(self, problem: str):
+        super().__init__(f"The request signature does not conform to Aliyun standards: {problem}")
+
+
 class SignatureNonceUsed(EmulatedError):
     code, status = "SignatureNonceUsed", 400
 

@@ -78,6 +78,7 @@ _SIGNATURE_MISMATCH = (
 )
 # Function Compute's status and code for each kind of ACS3 refusal
 _ACS3_ERRORS: dict[str, tuple[int, str]] = {
+    acs3.UNSUPPORTED_ALGORITHM: (403, "AccessDenied"),
     acs3.MALFORMED: (403, "AccessDenied"),
     acs3.MISSING_HEADER: (400, "MissingRequiredHeader"),
     acs3.UNSORTED: (400, "InvalidArgument"),

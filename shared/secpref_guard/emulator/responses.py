@@ -6,9 +6,20 @@ every protocol parameter; ``SignatureMethod=HMAC-SHA1`` and ``SignatureVersion=1
 (signature v1: anything else is ``InvalidSignatureMethod``); a ``Timestamp`` in ISO 8601 UTC,
 ``2026-11-25T04:00:00Z`` (anything else is ``InvalidTimeStamp.Format``) within 15 minutes of
 the service's clock either way (``InvalidTimeStamp.Expired``); a valid signature; a
-``SignatureNonce`` never used before (``SignatureNonceUsed``). Signature schemes are tried in
-``Emulator.schemes``: v1 is the only one today, a header-signed scheme (ACS3-HMAC-SHA256) is a
-second entry that claims the requests carrying its ``Authorization`` header.
+``SignatureNonce`` never used before (``SignatureNonceUsed``).
+
+Signature schemes are tried in ``Emulator.schemes``. ACS3-HMAC-SHA256 (signature v3, what the
+official generated SDKs on alibabacloud-tea-openapi send; emulator/acs3.py verifies it) comes
+first and claims every request whose ``Authorization`` names an ACS3 algorithm: the action and
+version are then the signed ``x-acs-action`` and ``x-acs-version`` headers, the parameters the
+query and the form body, the key the ``Credential``, the STS token ``x-acs-security-token``.
+Signature v1 claims every other request. Both are as strict as each other and answer in the
+same error shape: a wrong signature or a body that is not the one signed
+(``SignatureDoesNotMatch``), a malformed ``Authorization`` or a common header left unsigned
+(``IncompleteSignature``), a missing header (``MissingParameter``), a stale ``x-acs-date``
+(``InvalidTimeStamp.Expired``), a reused ``x-acs-signature-nonce`` (``SignatureNonceUsed``, one
+nonce space for both schemes), an unknown key (``InvalidAccessKeyId.NotFound``), a token that is
+not the key's (``InvalidSecurityToken.MismatchWithAccessKey``).
 """
 
 from __future__ import annotations
@@ -26,8 +37,10 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from . import acs3
 from .exceptions import (
     EmulatedError,
+    IncompleteSignature,
     InvalidAccessKeyIdNotFound,
     InvalidActionNotFound,
     InvalidSecurityToken,
@@ -53,6 +66,16 @@ MAX_CLOCK_SKEW_SECONDS = 15 * 60
 TIMESTAMP = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
 
 Reply = tuple[int, dict[str, str], bytes]
+
+
+class RequestParams(dict[str, str]):
+    """An RPC request's parameters (query, then form body), with the raw request they were read
+    from, which a header-signed scheme verifies: ``url`` as received and ``body`` as bytes."""
+
+    url: str = ""
+    body: bytes = b""
+
+
 ActionHandler = Callable[[str, Mapping[str, str]], dict[str, Any]]
 # A signature scheme: given (method, headers, params), the key pair of a request it verified,
 # None for a request that is not signed its way, or an EmulatedError for one it rejects.
@@ -108,7 +131,7 @@ class Emulator:
 
     def __post_init__(self) -> None:
         # tried in order; the first that claims a request authenticates it (see Scheme)
-        self.schemes: list[Scheme] = [self._authenticate_v1]
+        self.schemes: list[Scheme] = [self._authenticate_acs3, self._authenticate_v1]
         self.services: dict[str, dict[str, ActionHandler]] = {
             # every setting of the field tables: its Get and Set action
             IMS_VERSION: self.ims.actions(),
@@ -193,12 +216,24 @@ class Emulator:
             )
 
     @staticmethod
-    def _params(url: str, headers: Mapping[str, str], body: bytes | str | None) -> dict[str, str]:
-        params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        if body and "application/x-www-form-urlencoded" in content_type:
-            text = body.decode() if isinstance(body, bytes) else body
-            params.update(parse_qsl(text, keep_blank_values=True))
+    def _params(url: str, headers: Mapping[str, str], body: bytes | str | None) -> RequestParams:
+        """The request's parameters; for an ACS3 request its protocol parameters are read from
+        the headers (unverified here: the scheme verifies them) under the v1 names."""
+        params = RequestParams(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+        params.url = url
+        params.body = body.encode() if isinstance(body, str) else (body or b"")
+        lower = acs3.lower_headers(headers)
+        if params.body and "application/x-www-form-urlencoded" in lower.get("content-type", ""):
+            params.update(parse_qsl(params.body.decode(), keep_blank_values=True))
+        if acs3.claims(lower):
+            for header, name in (
+                ("x-acs-action", "Action"),
+                ("x-acs-version", "Version"),
+                ("x-acs-security-token", "SecurityToken"),
+            ):
+                if header in lower:
+                    params[name] = lower[header]
+            params["AccessKeyId"] = acs3.credential(lower) or ""
         return params
 
     def _authenticate(
@@ -213,10 +248,49 @@ class Emulator:
             "not supplied."
         )
 
+    def _authenticate_acs3(
+        self, method: str, headers: Mapping[str, str], params: Mapping[str, str]
+    ) -> KeyPair | None:
+        """ACS3-HMAC-SHA256: claims the requests whose Authorization names an ACS3 algorithm."""
+        lower = acs3.lower_headers(headers)
+        if not acs3.claims(lower):
+            return None
+        url = params.url if isinstance(params, RequestParams) else ""
+        payload = params.body if isinstance(params, RequestParams) else b""
+        parts = urlsplit(url)
+        try:
+            verified = acs3.verify(
+                method,
+                parts.path,
+                parts.query,
+                lower,
+                payload,
+                keys=self.keys,
+                now=self.clock(),
+                use_nonce=self._spend_nonce,
+                required=(*acs3.REQUIRED_HEADERS, *acs3.RPC_HEADERS),
+                max_skew_seconds=self.max_clock_skew_seconds,
+            )
+        except acs3.Rejected as exc:
+            raise _rpc_error(exc) from None
+        return verified.key
+
+    def _spend_nonce(self, nonce: str) -> bool:
+        """Record a nonce as used now; False if it was used already (either scheme)."""
+        if not self.check_nonces:
+            return True
+        with self._lock:
+            if nonce in self._nonces:
+                return False
+            now = self.clock()
+            self._forget_nonces_before(now - 2 * self.max_clock_skew_seconds)
+            self._nonces[nonce] = now
+            return True
+
     def _authenticate_v1(
         self, method: str, headers: Mapping[str, str], params: Mapping[str, str]
     ) -> KeyPair:
-        """Signature v1 (query parameters, HMAC-SHA1): claims every request."""
+        """Signature v1 (query parameters, HMAC-SHA1): claims every other request."""
         for required in (
             "AccessKeyId",
             "Signature",
@@ -256,14 +330,8 @@ class Emulator:
             )
         if key.security_token is None and params.get("SecurityToken"):
             raise InvalidSecurityToken("A security token was sent with a permanent access key.")
-        if self.check_nonces:
-            with self._lock:
-                nonce = params["SignatureNonce"]
-                if nonce in self._nonces:
-                    raise SignatureNonceUsed("Specified signature nonce was used already.")
-                now = self.clock()
-                self._forget_nonces_before(now - 2 * self.max_clock_skew_seconds)
-                self._nonces[nonce] = now
+        if not self._spend_nonce(params["SignatureNonce"]):
+            raise SignatureNonceUsed("Specified signature nonce was used already.")
         return key
 
     def _forget_nonces_before(self, cutoff: float) -> None:
@@ -307,3 +375,28 @@ _PROTOCOL_PARAMS = frozenset(
 def _api_params(params: Mapping[str, str]) -> dict[str, str]:
     """The action's own parameters, without the signature protocol's."""
     return {k: v for k, v in params.items() if k not in _PROTOCOL_PARAMS}
+
+
+def _rpc_error(exc: acs3.Rejected) -> EmulatedError:
+    """The RPC services' error for an ACS3 refusal."""
+    kind = exc.kind
+    if kind in (acs3.SIGNATURE, acs3.PAYLOAD_HASH):
+        # the server hashes the body it received: a body that is not the one signed is a
+        # signature that does not match
+        return SignatureDoesNotMatch(exc.string_to_sign or exc.message)
+    if kind in (acs3.MALFORMED, acs3.UNSORTED, acs3.UNSIGNED):
+        return IncompleteSignature(exc.message)
+    if kind == acs3.UNSUPPORTED_ALGORITHM:
+        return InvalidSignatureMethod(exc.message)
+    if kind == acs3.MISSING_HEADER:
+        return MissingParameter(exc.message)
+    if kind == acs3.DATE_FORMAT_INVALID:
+        return InvalidTimeStampFormat()
+    if kind == acs3.EXPIRED:
+        return InvalidTimeStampExpired()
+    if kind == acs3.NONCE_USED:
+        return SignatureNonceUsed("Specified signature nonce was used already.")
+    if kind == acs3.UNKNOWN_KEY:
+        return InvalidAccessKeyIdNotFound("Specified access key is not found.")
+    # SECURITY_TOKEN_MISMATCH, KEY_ID
+    return InvalidSecurityToken(exc.message)
