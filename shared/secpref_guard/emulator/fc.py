@@ -16,7 +16,8 @@ Two signatures are verified, each independently of the SDK that makes it:
   must be the SHA-256 of the body. ``host``, ``x-acs-date``, ``x-acs-signature-nonce``,
   ``x-acs-content-sha256`` and every other ``x-acs-*`` header sent (``x-acs-security-token``
   for a temporary key) must be signed. A date more than 15 minutes from the emulator's clock
-  and a nonce already used are rejected.
+  and a nonce already used are rejected. The verifier is emulator/acs3.py, shared with the RPC
+  door; this door answers its refusals with Function Compute's codes (``_ACS3_ERRORS``).
 - Function Compute's FC 2.0 scheme, which the fc2 SDK implements (fc2/auth.py) and the FC
   documentation ("Signature authentication") specifies, on both paths: ``Authorization: FC
   <AccessKeyId>:<base64 HMAC-SHA256(secret, string to sign)>`` where the string to sign is
