@@ -41,13 +41,13 @@ from secpref_guard.client import ImsClient, RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.acs3 import canonical_request, signature
+from secpref_guard.emulator.mock import REQUESTS_SEND
 from secpref_guard.emulator.resourcemanager import Organisation, organisation
 from secpref_guard.emulator.server import BackgroundServer
 from secpref_guard.emulator.sts import role_arn
 
 HOST = "127.0.0.1:8765"
 ENDPOINT = f"http://{HOST}"
-REQUESTS_SEND = "requests.adapters.HTTPAdapter.send"  # the Tea core sends with requests
 KEY_ID, KEY_SECRET = "test-key-id", "test-key-secret"
 MEMBER_ROLE = "ResourceDirectoryAccountAccessRole"
 NO_SLEEP = RetryPolicy(attempts=1, sleep=lambda seconds: None)

@@ -26,6 +26,9 @@ from .models import Fault
 from .responses import Emulator, Reply
 
 SDK_SEND = "aliyunsdkcore.vendored.requests.adapters.HTTPAdapter.send"
+# The official generated SDKs (the Tea core: alibabacloud-tea-openapi, e.g.
+# alibabacloud_ims20190815, alibabacloud-fc20230330) send through the ordinary requests.
+REQUESTS_SEND = "requests.adapters.HTTPAdapter.send"
 DEFAULT_ENDPOINT = "http://127.0.0.1:8765"
 DEFAULT_TIMEOUTS = (5.0, 10.0)  # the SDK's defaults: connect, read
 
