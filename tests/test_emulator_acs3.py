@@ -556,3 +556,15 @@ def test_a_nonce_is_shared_with_signature_v1(door: Door) -> None:
 
     assert not door.org.emulator._spend_nonce(nonce)
     assert door.org.emulator._spend_nonce(uuid.uuid4().hex)
+
+
+@pytest.mark.parametrize("odd", ["a b", "a+b", "a*b~c", "ü/%;=&?", ""])
+def test_query_values_that_need_encoding_verify(door: Door, odd: str) -> None:
+    """The official signer and the emulator agree on the canonical query of awkward values:
+    the signature holds, so the service's own answer comes back."""
+    rm = door.resourcemanager(*door.org.guard_key)
+
+    with pytest.raises(ClientException) as raised:
+        rm.get_account(rm_models.GetAccountRequest(account_id=odd))
+
+    assert raised.value.code == ("EntityNotExists.Account" if odd else "MissingParameter")
