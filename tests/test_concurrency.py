@@ -77,6 +77,7 @@ def guard_event(call: Call, sent: dict[str, Any], number: int) -> bytes:
         name: F.field(name).render_param(value) for name, value in sent.items()
     }
     document["data"]["userIdentity"]["arn"] = f"acs:ram::{call.account}:{call.principal}"
+    document["data"]["userIdentity"]["accessKeyId"] = GUARD_KEY[0]  # the key the guard signs with
     return json.dumps(document).encode()
 
 

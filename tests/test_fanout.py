@@ -151,7 +151,7 @@ def add_worker(o: Organisation, config: GuardConfig, **options: Any) -> None:
 
 def test_batches_hold_at_most_the_batch_size_in_order() -> None:
     accounts = [str(10**15 + i) for i in range(120)]
-    batches = make_batches(accounts, run_id="r1", max_accounts=50)
+    batches = make_batches(accounts, run_id="a1", max_accounts=50)
     assert [len(b.accounts) for b in batches] == [50, 50, 20]
     assert [a for b in batches for a in b.accounts] == accounts
     assert [(b.index, b.total) for b in batches] == [(1, 3), (2, 3), (3, 3)]
@@ -160,21 +160,21 @@ def test_batches_hold_at_most_the_batch_size_in_order() -> None:
 def test_batches_stay_within_the_async_payload_limit() -> None:
     accounts = [str(10**19 + i) for i in range(12_000)]  # 20-digit ids, the longest there are
 
-    batches = make_batches(accounts, run_id="r" * 32, max_accounts=100_000)
+    batches = make_batches(accounts, run_id="f" * 32, max_accounts=100_000)
 
     assert DEFAULT_MAX_PAYLOAD < ASYNC_PAYLOAD_LIMIT
     assert len(batches) > 1
     assert all(len(b.payload()) <= DEFAULT_MAX_PAYLOAD for b in batches)
     assert max(len(b.payload()) for b in batches) > DEFAULT_MAX_PAYLOAD - 30  # filled up
     assert [a for b in batches for a in b.accounts] == accounts
-    tiny = make_batches(accounts[:50], run_id="r", max_bytes=200)
+    tiny = make_batches(accounts[:50], run_id="a", max_bytes=200)
     assert all(len(b.payload()) <= 200 for b in tiny)
     with pytest.raises(ValueError, match="alone exceeds"):
-        make_batches(accounts[:1], run_id="r", max_bytes=60)
+        make_batches(accounts[:1], run_id="a", max_bytes=60)
 
 
 def test_a_batch_payload_round_trips_and_a_foreign_one_is_refused() -> None:
-    (batch,) = make_batches(["1", "22"], run_id="run-7")
+    (batch,) = make_batches(["1", "22"], run_id="b7")
     assert parse_batch(batch.payload()) == batch
     for payload, field in [
         (b"not json", "JSON"),
@@ -390,7 +390,7 @@ def test_a_batch_that_cannot_be_dispatched_is_reported_and_the_others_go_out(
 
 def test_the_worker_does_not_trust_its_payload(org: Organisation, clock: Clock) -> None:
     config = make_config(GUARD_EXCLUDE_ACCOUNTS=org.members[0])
-    (batch,) = make_batches([org.members[0], org.members[1]], run_id="r")
+    (batch,) = make_batches([org.members[0], org.members[1]], run_id="c0")
     summary = worker_run(batch.payload(), org, config, access=cache(org, clock))
     assert [o.account for o in summary.accounts if o.status != "skipped"] == [org.members[1]]
     assert summary.skipped[0].account == org.members[0]

@@ -481,7 +481,11 @@ def test_an_mfa_value_the_table_does_not_know_is_never_taken_for_stricter():
     mfa = F.field("MFAOperationForLogin")
     assert mfa.satisfies("mandatory", "adaptive")
     assert not mfa.satisfies("adaptive", "mandatory")
-    assert not mfa.satisfies("biometric", "independent")
+    assert not mfa.satisfies("biometric", "adaptive")
+    # against the weakest of the order any value complies, as the rule says ("any value"):
+    # reverting an unknown value to the weakest could loosen the account
+    assert mfa.satisfies("biometric", "independent")
+    assert mfa.rule("independent") == "any value"
 
 
 @pytest.mark.parametrize(

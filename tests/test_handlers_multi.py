@@ -144,12 +144,28 @@ def test_an_event_in_a_member_account_is_enforced_in_that_account(org: Organisat
 
 def test_the_guards_own_session_in_a_member_account_is_skipped(org: Organisation) -> None:
     member = org.members[1]
+    drift(org, member)
+    run("scheduled.handler", TIMER, org)  # this instance writes to the member: its session
+    held = handlers._member_access.cached(member).credentials.access_key_id
+    org.emulator.ims.calls.clear()
     arn = f"acs:ram::{member}:assumed-role/{MEMBER_ROLE.lower()}/secpref-guard"
-    payload = member_event(org, member, type="assumed-role", arn=arn)
+    payload = member_event(org, member, type="assumed-role", arn=arn, accessKeyId=held)
     result = run("audit_event.handler", payload, org)
     assert result["status"] == "skipped"
     assert "own session" in result["reason"]
     assert org.emulator.ims.calls == []
+
+
+def test_a_session_only_named_like_the_guards_is_read(org: Organisation) -> None:
+    """Whoever may assume the member role picks the session name: without the guard's own
+    key the change is read (and found compliant, or reverted), never skipped unseen."""
+    member = org.members[1]
+    drift(org, member)
+    arn = f"acs:ram::{member}:assumed-role/{MEMBER_ROLE.lower()}/secpref-guard"
+    payload = member_event(org, member, type="assumed-role", arn=arn, accessKeyId="STS.someone")
+    result = run("audit_event.handler", payload, org)
+    assert result["status"] == "reverted"
+    assert org.emulator.ims.state(member)["AllowUserToManageAccessKeys"] is False
 
 
 def test_an_excluded_member_account_is_never_touched(

@@ -274,7 +274,8 @@ def test_a_set_password_policy_event_runs_the_password_policy_only(loosened, pp_
 def test_the_guards_own_password_policy_change_is_skipped(loosened, pp_env) -> None:
     arn = f"acs:ram::{ACCOUNT}:assumed-role/secpref-guard-role/fc-session"
     result = handler_run(
-        "audit_event.handler", password_event(type="assumed-role", arn=arn, accountId=ACCOUNT)
+        "audit_event.handler",
+        password_event(type="assumed-role", arn=arn, accountId=ACCOUNT, accessKeyId="test-key-id"),
     )
     assert result["status"] == "skipped"
     assert "own role" in result["reason"]

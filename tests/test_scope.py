@@ -167,7 +167,7 @@ def test_a_worker_batch_reaches_the_same_decisions_whatever_it_claims(org: Any) 
     o, accounts = org
     everyone = [accounts.own, accounts.listed, accounts.excluded, accounts.unusable]
     everyone += [accounts.former, accounts.never]
-    (batch,) = make_batches(everyone, run_id="forged")
+    (batch,) = make_batches(everyone, run_id="f0")
     result = invoke("worker.handler", batch.payload(), o)
     assert_same_decisions(decisions(result), accounts, set(everyone))
     assert touched(o) == accounts.in_scope
@@ -190,7 +190,7 @@ def test_the_cli_reaches_the_same_decisions(
 def test_a_worker_batch_of_unknown_ids_costs_one_listing_and_no_assume_role(org: Any) -> None:
     o, _ = org
     unknown = [str(3_000_000_000_000_000 + i) for i in range(MAX_BATCH_ACCOUNTS)]
-    (batch,) = make_batches(unknown, run_id="flood", max_accounts=MAX_BATCH_ACCOUNTS)
+    (batch,) = make_batches(unknown, run_id="f1", max_accounts=MAX_BATCH_ACCOUNTS)
     result = invoke("worker.handler", batch.payload(), o)
 
     assert result["counts"]["skipped"] == MAX_BATCH_ACCOUNTS
@@ -205,7 +205,7 @@ def test_a_batch_over_the_limit_is_refused_before_any_call(org: Any) -> None:
         {
             "type": "secpref-guard.batch",
             "version": 1,
-            "run_id": "flood",
+            "run_id": "f1",
             "batch": 1,
             "batches": 1,
             "accounts": [str(3_000_000_000_000_000 + i) for i in range(5000)],
@@ -221,7 +221,7 @@ def test_skipped_accounts_do_not_flood_the_log(
 ) -> None:
     o, _ = org
     unknown = [str(3_000_000_000_000_000 + i) for i in range(MAX_BATCH_ACCOUNTS)]
-    (batch,) = make_batches(unknown, run_id="flood", max_accounts=MAX_BATCH_ACCOUNTS)
+    (batch,) = make_batches(unknown, run_id="f1", max_accounts=MAX_BATCH_ACCOUNTS)
     capsys.readouterr()
     invoke("worker.handler", batch.payload(), o)
     err = capsys.readouterr().err
@@ -268,6 +268,7 @@ def test_the_own_role_of_another_account_is_not_the_guard(
     document = json.loads(event_for(accounts.own))
     identity = document["data"]["userIdentity"]
     identity.pop("accountId", None)
+    identity["accessKeyId"] = o.guard_key[0]  # made with the guard's own key
     identity["type"] = "assumed-role"
     identity["arn"] = f"acs:ram::{accounts.never}:assumed-role/secpref-guard-role/x"
     result = invoke("audit_event.handler", json.dumps(document).encode(), o)

@@ -433,7 +433,7 @@ def test_dispatch_sends_every_batch_through_the_worker_invoker(
     received: list[bytes] = []
     org.fc.add_function(org.management_account, WORKER, lambda event, c: received.append(event))
     accounts = [str(1_000_000_000_000_000 + i) for i in range(1, 121)]
-    batches = make_batches(accounts, run_id="run-1", max_accounts=25)
+    batches = make_batches(accounts, run_id="a1", max_accounts=25)
 
     sent = dispatch(batches, invoker(org, retry=NO_SLEEP), WORKER, concurrency=4)
 

@@ -10,6 +10,7 @@ scope for its accounts again, as for every trigger.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ DEFAULT_BATCH_SIZE = 50
 MAX_BATCH_ACCOUNTS = 1000  # GUARD_BATCH_SIZE's maximum
 BATCH_TYPE = "secpref-guard.batch"
 BATCH_VERSION = 1
+RUN_ID = re.compile(r"[0-9a-f]{1,32}")  # run.new_run_id's form: it is bound to every log line
 
 
 class BatchError(EventError):
@@ -115,7 +117,10 @@ def parse_batch(event_bytes: bytes | str) -> Batch:
             f"{len(accounts)} accounts, more than a batch may carry ({MAX_BATCH_ACCOUNTS}; "
             "field accounts)"
         )
+    run_id = document.get("run_id", "")
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id or "0"):
+        raise BatchError("run_id must be up to 32 hexadecimal digits (field run_id)")
     index, total = document.get("batch"), document.get("batches")
     if not isinstance(index, int) or not isinstance(total, int) or not 1 <= index <= total:
         raise BatchError("batch and batches must be whole numbers, 1 <= batch <= batches")
-    return Batch(str(document.get("run_id") or ""), index, total, tuple(accounts))
+    return Batch(run_id, index, total, tuple(accounts))

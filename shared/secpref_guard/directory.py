@@ -122,6 +122,7 @@ class ResourceManagerClient:
         if not isinstance(total, int) or isinstance(total, bool):
             total = None  # no TotalCount: read on until a page comes back empty
         number = 2
+        last: list[MemberAccount]
         if total is not None and first and len(members) < total:
             # the pages the total needs at the size the service actually returned
             pages = -(-total // len(first))
@@ -132,14 +133,19 @@ class ResourceManagerClient:
                     f"{total} members need more than {MAX_PAGES} pages of {len(first)}",
                 )
             numbers = range(2, pages + 1)
+            last = first
             if numbers:
                 workers = max(1, min(concurrency, len(numbers)))
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    for items, _ in pool.map(page, numbers):  # in page order
-                        keep(items)
+                    for last, _ in pool.map(page, numbers):  # in page order
+                        keep(last)
             number = pages + 1
-        items = first
-        while items and (total is None or len(members) < total):
+        else:
+            last = first
+        items = last
+        # read on while the total is not reached, or while the last page read was as full as
+        # asked: a TotalCount lower than the directory must not end the listing early
+        while items and (total is None or len(members) < total or len(items) == page_size):
             if number > MAX_PAGES:
                 raise ApiError(
                     "ListAccounts",

@@ -80,6 +80,11 @@ def compare(config: GuardConfig, live: Preference, account: str, today: date) ->
         note = ""
         if api_name in settings.report_only_fields:
             action, note = "report-only", "listed in GUARD_REPORT_ONLY_FIELDS"
+        elif actual is not None and not exact and not f.documented(actual):
+            # a value the API does not document (added later?) may be stricter than the
+            # baseline: reported for a person to judge, never overwritten with a weaker one
+            action = "report-only"
+            note = f"{f.display(actual)!r} is not a value the guard knows: not written"
         else:
             for exemption in settings.exemptions:
                 if exemption.account == account and api_name in exemption.fields:

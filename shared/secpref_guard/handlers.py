@@ -157,7 +157,7 @@ def _audit_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunReport
 
     audit = parse_audit_event(event_bytes)
     own = _own_account(context)
-    proposal = audit_proposal(audit, config.settings, own)
+    proposal = audit_proposal(audit, config.settings, own, _guard_keys(context))
     if proposal.candidate is None:
         assert proposal.skip_reason is not None
         return skipped_run(
@@ -312,6 +312,20 @@ def _services(config: GuardConfig, context: Any) -> Any:
         deadline=deadline,
         concurrency=settings.concurrency,
     )
+
+
+def _guard_keys(context: Any) -> frozenset[str]:
+    """The AccessKeyIds this instance writes with: its own credentials', and the member
+    sessions' it holds (an audit event made with one of them is the guard's own change)."""
+    try:
+        keys = {resolve(context).access_key_id}
+    except CredentialsError:
+        keys = set()
+    with _instance_lock:
+        access = _member_access
+    if access is not None:
+        keys |= access.key_ids()
+    return frozenset(keys)
 
 
 def _instance_access(config: GuardConfig, base: Credentials, own: str | None) -> Any:

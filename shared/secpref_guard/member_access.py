@@ -233,6 +233,15 @@ class MemberCredentials:
                 raise AccessError(account, arn, exc) from None
             return entry.current.credentials, True
 
+    def key_ids(self) -> frozenset[str]:
+        """The AccessKeyIds of the member sessions held now: how the guard knows its own
+        writes in an audit trail."""
+        with self._lock:
+            entries = list(self._entries.values())
+        return frozenset(
+            e.current.credentials.access_key_id for e in entries if e.current is not None
+        )
+
     def cached(self, account: str) -> TemporaryCredentials | None:
         entry = self._entries.get(account)
         return entry.current if entry else None

@@ -79,11 +79,18 @@ def _arn_account(arn: str | None) -> str | None:
     return account if account.isascii() and account.isdigit() else None
 
 
-def audit_proposal(audit: AuditEvent, settings: Settings, own_account: str | None) -> AuditProposal:
+def audit_proposal(
+    audit: AuditEvent,
+    settings: Settings,
+    own_account: str | None,
+    guard_keys: frozenset[str] = frozenset(),
+) -> AuditProposal:
     """The event's candidate, or the reason it needs no action (decided on the record, with no
-    API call). The guard's own changes are recognised only when the identity's account (from
-    ``userIdentity.accountId`` or the account in its ARN) is the guard's: another account's
-    role of the same name is someone else."""
+    API call). A change is the guard's own only when it was made with an AccessKey the guard
+    holds (``guard_keys``: its own credentials' and the member sessions' it assumed), under its
+    role (``GUARD_SELF_ROLE`` in its own account, or the member-access role with its session
+    name): a role or session name alone proves nothing, since whoever may assume a role picks
+    the session name. An own change that is not recognised costs one read and no write."""
     record = audit.record
     actor = actor_of(audit)
     trigger = Trigger("event", id=audit.event_id, name=record.event_name, time=record.event_time)
@@ -102,10 +109,18 @@ def audit_proposal(audit: AuditEvent, settings: Settings, own_account: str | Non
     role = identity.role_name
     identity_account = identity.account_id or _arn_account(identity.arn)
     own_identity = own_account is not None and identity_account == own_account
-    if settings.self_role and role and role.lower() == settings.self_role.lower() and own_identity:
+    own_key = identity.access_key_id is not None and identity.access_key_id in guard_keys
+    if (
+        own_key
+        and settings.self_role
+        and role
+        and role.lower() == settings.self_role.lower()
+        and own_identity
+    ):
         return skip(f"the change was made by the guard's own role {role}")
     if (
-        settings.targets != "self"
+        own_key
+        and settings.targets != "self"
         and is_guard_session(identity.arn, settings.member_role)
         and identity_account is not None
         and identity_account != own_account

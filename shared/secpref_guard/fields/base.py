@@ -278,9 +278,27 @@ class Field:
             return True
         if exact or self.direction is None:
             return False
-        if self.direction == "order" and live not in self.order:
+        if self.direction == "order" and baseline in self.order and self.order[0] == baseline:
+            return True  # the weakest of the order: any value is at least as strict
+        if not self.documented(live):
+            # a value the API does not document (an enum value or a sentinel it adds later):
+            # unknown, so never taken for stricter
             return False
         return self.strictness(live) >= self.strictness(baseline)
+
+    def documented(self, value: Value) -> bool:
+        """Whether ``value`` is one the API documents for this field (its range, choices or
+        order)."""
+        if self.direction == "order":
+            return value in self.order
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return False
+            try:
+                self.parse_text(str(value))
+            except FieldValueError:
+                return False
+        return True
 
     def rule(self, baseline: Value, exact: bool = False) -> str:
         """The rule a live value is held to, in words: "at least 14", "at most 4, not 0 (off)",
