@@ -243,19 +243,16 @@ def run_targets(
 def _check_or_enforce(args: argparse.Namespace) -> int:
     """The CLI's mode: every target, checked or enforced in this process (never fanned out)."""
     report, config = run_targets(args.command, write=args.command == "enforce")
-    one = report.single
-    if one is not None and one.error is not None:
-        # one account, and it failed: the error is the output, as one line
-        if args.json:
-            print(json.dumps(report.as_dict(), indent=2))
-        if args.debug:
-            traceback.print_exception(one.error)
-        print(f"secpref-guard: error: {redact(one.reason)}", file=sys.stderr)
-        return EXIT_ERROR
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(render_report(report, config))
+    if report.failures:  # every account's outcome is above; the failure is one line here
+        if args.debug:
+            for account in report.accounts:
+                if account.error is not None:
+                    traceback.print_exception(account.error)
+        print(f"secpref-guard: error: {redact(report.failure_text)}", file=sys.stderr)
     return exit_status(report)
 
 

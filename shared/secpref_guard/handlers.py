@@ -188,9 +188,9 @@ def _audit_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunReport
             targets="event",
             actor=proposal.actor,
         )
-    one = report.single
-    if one is not None and one.status == "compliant":
-        one.reason = "the live state already matches the baseline (the event was a hint)"
+    for account in report.accounts:
+        if account.status == "compliant":
+            account.reason = "the live state already matches the baseline (the event was a hint)"
     return report
 
 
@@ -253,18 +253,8 @@ def _invoke(
         if report.failures:
             # each failed account has its own ERROR line already (run.py): the invocation fails
             # with the same words, and no line repeats them
-            raise HandlerError(_failure_message(report))
+            raise HandlerError(report.failure_text)
         return json.dumps(report.as_dict())
-
-
-def _failure_message(report: RunReport) -> str:
-    failures = report.failures
-    one = report.single
-    if one is not None:
-        return one.reason if one.role_arn is None else f"account {one.account}: {one.reason}"
-    named = ", ".join(f"{f.account} ({f.code or f.reason})" for f in failures[:5])
-    more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
-    return f"{len(failures)} of {report.counts['accounts']} accounts failed: {named}{more}"
 
 
 def _fail(message: str, exc: BaseException | None, started: float | None = None) -> HandlerError:

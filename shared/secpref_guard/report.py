@@ -342,6 +342,18 @@ class RunReport:
         return text
 
     @property
+    def failure_text(self) -> str:
+        """The run's failures in one line, as an invocation fails or the CLI errs with them:
+        a run of one says its account's reason, a run of many counts and names them."""
+        failures = self.failures
+        one = self.single
+        if one is not None and failures:
+            return one.reason if one.role_arn is None else f"account {one.account}: {one.reason}"
+        named = ", ".join(f"{f.account} ({f.code or f.reason})" for f in failures[:5])
+        more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+        return f"{len(failures)} of {self.counts['accounts']} accounts failed: {named}{more}"
+
+    @property
     def api_calls(self) -> int:
         return (
             sum(a.api_calls for a in self.accounts) + len(self.dispatches) + self.listing_api_calls
