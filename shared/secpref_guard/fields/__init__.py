@@ -23,21 +23,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import (
+from .field import Field
+from .password_policy import PASSWORD_POLICY
+from .security_preference import SECURITY_PREFERENCE
+from .setting import Setting
+from .values import (
     MAX_LOGIN_NETWORK_MASKS,
     MAX_LOGIN_NETWORK_MASKS_CHARS,
     VERIFICATION_TYPE_CHOICES,
     Direction,
-    Field,
     FieldValueError,
-    Setting,
     Value,
     canonical_masks,
     normalise_masks,
     normalise_verification_types,
 )
-from .password_policy import PASSWORD_POLICY
-from .security_preference import SECURITY_PREFERENCE
 
 __all__ = [
     "BY_API_NAME",

@@ -11,7 +11,8 @@ is stricter for every boolean. MaxPasswordAge has no safe direction (CIS 2.0 and
 
 from __future__ import annotations
 
-from .base import Setting, bool_field, int_field
+from .field import bool_field, int_field
+from .setting import Setting
 
 PASSWORD_POLICY = Setting(
     name="password-policy",

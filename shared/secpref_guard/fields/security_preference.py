@@ -10,8 +10,7 @@ policy choice, compared for equality.
 
 from __future__ import annotations
 
-from .base import (
-    Setting,
+from .field import (
     bool_field,
     enum_field,
     int_choice_field,
@@ -19,6 +18,7 @@ from .base import (
     masks_field,
     verification_types_field,
 )
+from .setting import Setting
 
 IDLE_DAYS = (90, 180, 365, 730)
 MFA_OPERATIONS = ("mandatory", "independent", "adaptive")
