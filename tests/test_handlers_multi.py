@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ENDPOINT
 from org_support import WORKER, serve
-from secpref_guard import handlers
+from secpref_guard import handlers, instance
 from secpref_guard.emulator.resourcemanager import MEMBER_ROLE, Organisation, organisation
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
 
@@ -146,7 +146,7 @@ def test_the_guards_own_session_in_a_member_account_is_skipped(org: Organisation
     member = org.members[1]
     drift(org, member)
     run("scheduled.handler", TIMER, org)  # this instance writes to the member: its session
-    held = handlers._member_access.cached(member).credentials.access_key_id
+    held = instance._member_access.cached(member).credentials.access_key_id
     org.emulator.ims.calls.clear()
     arn = f"acs:ram::{member}:assumed-role/{MEMBER_ROLE.lower()}/secpref-guard"
     payload = member_event(org, member, type="assumed-role", arn=arn, accessKeyId=held)

@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import instance
 from .client import ApiError
 from .config import ConfigError, GuardConfig, load_config
-from .credentials import Credentials, CredentialsError, resolve
+from .credentials import CredentialsError, resolve
 from .errors import GuardError, log_fields
 from .logs import bind, configure, event
 from .payloads import EventError
@@ -34,15 +35,8 @@ _config: GuardConfig | None = None
 _config_error: ConfigError | None = None
 _logging_ready = False
 _dedup_window: Any = None  # notify.DedupWindow, per instance, created on first use
-_member_access: Any = None  # member_access.MemberCredentials, per instance: STS cache
-_directory: Any = None  # directory.Directory, per instance: membership cache
-_directory_base: list[Credentials | None] = [None]  # the credentials its client signs with
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# The API calls of one invocation share this part of the function timeout (template.yml: 60 s);
-# the rest is for the revert budget, notifications and the runtime.
-API_TIME_SHARE = 0.5
-DEFAULT_FUNCTION_TIMEOUT = 60
 
 
 class HandlerError(RuntimeError):
@@ -96,23 +90,9 @@ def instance_config() -> GuardConfig:
 
 def reset_instance() -> None:
     """Forget the instance's configuration and caches, as a new instance would."""
-    global _config, _config_error, _dedup_window, _member_access, _directory
-    _config = _config_error = _dedup_window = _member_access = _directory = None
-    _directory_base[0] = None
-
-
-def _context_value(context: Any, *path: str) -> Any:
-    value = context
-    for name in path:
-        value = getattr(value, name, None)
-        if value is None:
-            return None
-    return value
-
-
-def _own_account(context: Any) -> str | None:
-    value = _context_value(context, "account_id")
-    return str(value) if value else None
+    global _config, _config_error, _dedup_window
+    _config = _config_error = _dedup_window = None
+    instance.reset()
 
 
 # --- the three handlers --------------------------------------------------------------------
@@ -139,14 +119,14 @@ def _timer_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunReport
     from .run import run
 
     trigger = timer_trigger(parse_timer(event_bytes))
-    services = _services(config, context)
+    services = instance.services(config, context)
     targets, candidates = every_target(config.settings, services.directory)
     return run(
         candidates,
         services,
         trigger=trigger,
         targets=targets,
-        fanout=_fanout_options(config, context),
+        fanout=instance.fanout_options(config, context),
     )
 
 
@@ -156,8 +136,8 @@ def _audit_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunReport
     from .run import run, skipped_run
 
     audit = parse_audit_event(event_bytes)
-    own = _own_account(context)
-    proposal = audit_proposal(audit, config.settings, own, _guard_keys(context))
+    own = instance.own_account(context)
+    proposal = audit_proposal(audit, config.settings, own, instance.guard_keys(context))
     if proposal.candidate is None:
         assert proposal.skip_reason is not None
         return skipped_run(
@@ -183,7 +163,7 @@ def _audit_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunReport
     with bind(event_id=proposal.trigger.id, actor=proposal.actor.name):
         report = run(
             [proposal.candidate],
-            _services(config, context),
+            instance.services(config, context),
             trigger=proposal.trigger,
             targets="event",
             actor=proposal.actor,
@@ -204,7 +184,7 @@ def _worker_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunRepor
     with bind(batch=batch.index):
         return run(
             candidates,
-            _services(config, context),
+            instance.services(config, context),
             trigger=trigger,
             targets=f"batch {batch.index}/{batch.total}",
             execution="worker",
@@ -223,10 +203,10 @@ def _invoke(
 ) -> str:
     _setup_logging()
     started = time.perf_counter()
-    own = _own_account(context)
+    own = instance.own_account(context)
     with bind(
-        request_id=_context_value(context, "request_id"),
-        function=_context_value(context, "function", "name"),
+        request_id=instance.context_value(context, "request_id"),
+        function=instance.context_value(context, "function", "name"),
         trigger=trigger,
         account=own or "self",
     ):
@@ -274,110 +254,6 @@ def _fail(message: str, exc: BaseException | None, started: float | None = None)
 # --- the services a run is handed --------------------------------------------------------------
 
 
-def _api_seconds(context: Any) -> float:
-    """The share of the function timeout that the invocation's API calls may take together."""
-    timeout = _context_value(context, "function", "timeout")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        timeout = DEFAULT_FUNCTION_TIMEOUT
-    return float(timeout) * API_TIME_SHARE
-
-
-def _services(config: GuardConfig, context: Any) -> Any:
-    from .run import Services
-
-    base = resolve(context)
-    own = _own_account(context)
-    settings = config.settings
-    deadline = time.monotonic() + _api_seconds(context)
-    directory = (
-        _instance_directory(config, base) if settings.targets == "resource-directory" else None
-    )
-    return Services(
-        config=config,
-        base=base,
-        own_account=own,
-        member_access=lambda: _instance_access(config, base, own),
-        directory=directory,
-        budget=_budget(config, context, base, deadline),
-        deadline=deadline,
-        concurrency=settings.concurrency,
-    )
-
-
-def _guard_keys(context: Any) -> frozenset[str]:
-    """The AccessKeyIds this instance writes with: its own credentials', and the member
-    sessions' it holds (an audit event made with one of them is the guard's own change)."""
-    try:
-        keys = {resolve(context).access_key_id}
-    except CredentialsError:
-        keys = set()
-    with _instance_lock:
-        access = _member_access
-    if access is not None:
-        keys |= access.key_ids()
-    return frozenset(keys)
-
-
-def _instance_access(config: GuardConfig, base: Credentials, own: str | None) -> Any:
-    """Member-account credentials (STS AssumeRole), cached per instance until near expiry."""
-    from .member_access import MemberCredentials
-
-    global _member_access
-    with _instance_lock:
-        if _member_access is None or _member_access.base != base:
-            _member_access = MemberCredentials.from_settings(config.settings, base, own_account=own)
-        return _member_access
-
-
-def _instance_directory(config: GuardConfig, base: Credentials) -> Any:
-    """The directory's membership, cached per instance for a short time (directory.py)."""
-    from .directory import Directory, ResourceManagerClient
-
-    global _directory
-    endpoint = config.settings.resourcemanager_endpoint
-    with _instance_lock:
-        _directory_base[0] = base
-        if _directory is None:
-
-            def client() -> ResourceManagerClient:
-                current = _directory_base[0]
-                assert current is not None
-                return ResourceManagerClient(endpoint, current)
-
-            _directory = Directory(client)
-        return _directory
-
-
-def _budget(config: GuardConfig, context: Any, base: Credentials, deadline: float) -> Any:
-    """The revert budget, when GUARD_BUDGET_BUCKET is set (oss2 is imported only then)."""
-    if not config.settings.budget_bucket:
-        return None
-    from .budget import from_settings
-
-    region = _context_value(context, "region") or os.environ.get("FC_REGION")
-    return from_settings(config.settings, base, region, deadline=deadline)
-
-
-def _fanout_options(config: GuardConfig, context: Any) -> Any:
-    from .dispatch import fc_endpoint
-    from .run import FanoutOptions
-
-    settings = config.settings
-    endpoint = settings.fc_endpoint
-    own, region = _own_account(context), _context_value(context, "region")
-    if endpoint is None and own and region:
-        endpoint = fc_endpoint(own, str(region), internal=True)
-    return FanoutOptions(
-        worker_function=settings.worker_function,
-        fc_endpoint=endpoint,
-        in_process_threshold=settings.fanout_threshold,
-        batch_size=settings.batch_size,
-    )
-
-
-# --- notifications -----------------------------------------------------------------------------
-
-
 def notify(config: GuardConfig, context: Any, report: RunReport) -> None:
     """Tell people about a revert, drift left behind, a contested account or a failure.
 
@@ -402,8 +278,8 @@ def notify(config: GuardConfig, context: Any, report: RunReport) -> None:
     notifier = Notifier.from_settings(
         settings,
         credentials=credentials,
-        account_id=_context_value(context, "account_id"),
-        region=_context_value(context, "region"),
+        account_id=instance.context_value(context, "account_id"),
+        region=instance.context_value(context, "region"),
         window=_dedup_window,
     )
     report.notifications = [r.as_dict() for r in notifier.notify(report)]
