@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     common = _common(argparse.SUPPRESS)
     parser = _Parser(
         prog="secpref-guard",
-        description="Keep the account's RAM security preferences on the baseline.",
+        description="Keep the accounts' RAM security preference and password policy on the "
+        "baseline.",
         parents=[_common(False)],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -75,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
         help="compare the live preference with the baseline (exit 2 on drift)",
     )
     sub.add_parser(
-        "enforce", parents=[common], help="revert drift with SetSecurityPreference and verify it"
+        "enforce",
+        parents=[common],
+        help="revert drift (SetSecurityPreference, SetPasswordPolicy) and verify it",
     )
 
     policy = sub.add_parser(
@@ -118,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         "--omitted",
         choices=("reset", "keep"),
         default="reset",
-        help="what SetSecurityPreference does to omitted fields",
+        help="what a Set (SetSecurityPreference, SetPasswordPolicy) does to omitted fields",
     )
     emulator.add_argument(
         "--set",
