@@ -23,7 +23,9 @@ def render_report(report: RunReport, config: GuardConfig) -> str:
     return "\n".join(blocks)
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A field value as the tables render it: booleans in lower case, lists ``;``-joined
+    (``(none)`` when empty), ``(absent)`` for a field the account did not return."""
     if value is None:
         return "(absent)"
     if isinstance(value, bool):
@@ -56,13 +58,13 @@ def render_outcome(outcome: AccountReport, config: GuardConfig) -> str:
         head = ("setting", "field", "actual", "rule") + (("after",) if show_after else ())
         rows = [(*head, "action", "expected from")]
         for d in outcome.drift:
-            after = (_text(d.display(d.after)) if d.after_known else "?",) if show_after else ()
+            after = (cell_text(d.display(d.after)) if d.after_known else "?",) if show_after else ()
             rows.append(
                 (
                     d.setting,
                     d.field,
-                    _text(d.display(d.actual)),
-                    d.rule or _text(d.display(d.expected)),
+                    cell_text(d.display(d.actual)),
+                    d.rule or cell_text(d.display(d.expected)),
                     *after,
                     _action(outcome, config, d.action),
                     d.source,

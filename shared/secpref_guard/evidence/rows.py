@@ -21,6 +21,7 @@ from .. import fields as F
 from ..config import GuardConfig
 from ..presets import PRESETS
 from ..report import AccountReport, Drift, RunReport
+from ..table import cell_text
 
 RowStatus = Literal["compliant", "drift", "exempt", "report-only", "skipped", "error"]
 # An account's status is its worst row's, in this order (and the page lists them so).
@@ -32,18 +33,6 @@ ROW_STATUSES: tuple[RowStatus, ...] = (
     "drift",
     "error",
 )
-
-
-def text(value: Any) -> str:
-    """A field value as the CLI's tables render it: booleans in lower case, lists ``;``-joined
-    (``(none)`` when empty), ``(absent)`` for a field the account did not return."""
-    if value is None:
-        return "(absent)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ";".join(str(v) for v in value) if value else "(none)"
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -65,11 +54,11 @@ class Row:
 
     @property
     def live_text(self) -> str:
-        return text(self.live) if self.read else ""
+        return cell_text(self.live) if self.read else ""
 
     @property
     def baseline_text(self) -> str:
-        return text(self.baseline)
+        return cell_text(self.baseline)
 
     @property
     def status_text(self) -> str:
