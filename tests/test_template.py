@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from secpref_guard.config import DEFAULT_BUDGET_PREFIX, Settings, load_config
-from secpref_guard.events import SETTING_OF_EVENT, parse_audit_event
+from secpref_guard.events import SETTING_EVENTS, parse_audit_event
 from secpref_guard.fields import BY_ENV_VAR, SETTINGS
 from secpref_guard.modes import audit_proposal
 
@@ -368,11 +368,11 @@ def test_event_rule_delivers_exactly_the_changes_the_handler_acts_on(
         acted_on = audit_proposal(audit, guard_config.settings, None).candidate is not None
         # the rule may deliver more than the handler acts on (the handler decides), never less
         assert delivered or not acted_on, path.name
-        if document["data"]["eventName"] not in SETTING_OF_EVENT:
+        if document["data"]["eventName"] not in SETTING_EVENTS:
             assert not delivered, path.name
     # every guarded setting's audit events are delivered, as API calls and console operations
     sample = json.loads((EVENTS / "set-in-console.json").read_bytes())
-    for event_name in SETTING_OF_EVENT:
+    for event_name in SETTING_EVENTS:
         for kind in ("ApiCall", "ConsoleOperation"):
             document = {
                 **sample,

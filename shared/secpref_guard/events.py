@@ -18,12 +18,9 @@ from .payloads import MAX_DEPTH, MAX_EVENT_BYTES, EventError, load_json
 __all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "EventError", "load_json"]
 
 
-SET_SECURITY_PREFERENCE = "SetSecurityPreference"
-SET_PASSWORD_POLICY = "SetPasswordPolicy"  # noqa: S105 - an action name, not a password
 # The audit event of each setting's write, and the setting it changes: from the field tables
 # (each setting's events).
 SETTING_EVENTS: dict[str, str] = {name: s.name for s in SETTINGS for name in s.events}
-SETTING_OF_EVENT = SETTING_EVENTS
 # A console change is recorded by the IMS service; an API call may carry Ims or Ram.
 RELEVANT_SERVICES = frozenset({"ims", "ram"})
 
@@ -46,10 +43,6 @@ class TimerPayload(BaseModel):
         examples=["every-5-minutes"],
     )
     payload: str | None = Field(None, description="the trigger's configured payload string")
-
-
-class SessionContext(BaseModel):
-    model_config = ConfigDict(extra="allow")
 
 
 class UserIdentity(BaseModel):
@@ -149,14 +142,6 @@ class ActionTrailRecord(BaseModel):
         if not self.is_relevant_service:
             return None
         return SETTING_EVENTS.get(self.event_name)
-
-    @property
-    def is_security_preference_change(self) -> bool:
-        return self.changed_setting == "security-preference"
-
-    @property
-    def is_password_policy_change(self) -> bool:
-        return self.changed_setting == "password-policy"
 
 
 class CloudEvent(BaseModel):

@@ -94,15 +94,15 @@ def audit_proposal(
     record = audit.record
     actor = actor_of(audit)
     trigger = Trigger("event", id=audit.event_id, name=record.event_name, time=record.event_time)
-    setting = _setting_of_event(record.event_name)
+    setting = record.changed_setting
 
     def skip(reason: str) -> AuditProposal:
         return AuditProposal(trigger, actor, None, reason, audit.account)
 
-    if setting is None:
-        return skip(f"event {record.event_name} is not {' or '.join(_setting_events())}")
     if not record.is_relevant_service:
         return skip(f"{record.event_name} of service {record.service_name!r}, not Ims or Ram")
+    if setting is None:
+        return skip(f"event {record.event_name} is not {' or '.join(_setting_events())}")
     if record.error_code:
         return skip(f"the call failed ({record.error_code}): nothing changed")
     identity = record.user_identity
@@ -135,7 +135,3 @@ def _setting_events() -> dict[str, str]:
     from .events import SETTING_EVENTS
 
     return SETTING_EVENTS
-
-
-def _setting_of_event(event_name: str) -> str | None:
-    return _setting_events().get(event_name)
