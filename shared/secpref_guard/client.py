@@ -13,33 +13,37 @@ What the SDK does by default and this module undoes (see the API reference):
 - secrets in logs and errors: the SDK's loggers are silenced and every error message that
   leaves this module is stripped of query strings and registered secrets;
 - a malformed ``SignatureDoesNotMatch`` makes the SDK raise ``IndexError``: caught here.
+
+What a run imports and builds, and when (a cold Function Compute start pays for every import):
+- the SDK is imported when the first client is made, not with this module; its RSA key-pair
+  signer's algorithm module, which pulls in ``cryptography`` (~20 ms) for a signer the guard
+  never uses, is registered to load lazily, on first use only;
+- one ``AcsClient`` per thread (its HTTP session, so connections are reused, and the endpoint
+  data every ``AcsClient()`` parses, 5-6 ms), shared by every ``RpcClient`` of that thread:
+  each call signs with its own client's key pair (see ``_call_once``);
+- tenacity only once a first try has failed with a retryable error.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
-from aliyunsdkcore.client import AcsClient
-from aliyunsdkcore.request import CommonRequest
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import fields as F
 from .credentials import Credentials
 from .errors import GuardError
 from .logs import silence_sdk_loggers
 from .scrub import api_message
+
+if TYPE_CHECKING:
+    from aliyunsdkcore.client import AcsClient
+    from tenacity import RetryCallState
 
 IMS_VERSION = "2019-08-15"
 RETRYABLE_CODES = frozenset(
@@ -148,6 +152,77 @@ class CallLog:
             self.calls += 1
 
 
+# Modules of the SDK that its import pulls in for features the guard never uses, loaded on
+# first attribute access instead (importlib's LazyLoader): the RSA key-pair signer's algorithm.
+_SDK_LAZY_MODULES = ("aliyunsdkcore.auth.algorithm.sha_hmac256",)
+_sdk_lock = threading.Lock()
+_sdk: dict[str, Any] = {}
+_threads = threading.local()
+
+
+def _lazy_module(name: str) -> None:
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return  # not there: the SDK's own import reports it, if it needs it
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+
+
+def sdk() -> dict[str, Any]:
+    """The parts of aliyun-python-sdk-core this module uses, imported on first need."""
+    if not _sdk:
+        with _sdk_lock:
+            if not _sdk:
+                for name in _SDK_LAZY_MODULES:
+                    _lazy_module(name)
+                from aliyunsdkcore.acs_exception.exceptions import (
+                    ClientException,
+                    ServerException,
+                )
+                from aliyunsdkcore.auth.credentials import AccessKeyCredential
+                from aliyunsdkcore.auth.signers.access_key_signer import AccessKeySigner
+                from aliyunsdkcore.client import AcsClient
+                from aliyunsdkcore.request import CommonRequest
+
+                silence_sdk_loggers()  # the import may have created SDK loggers
+                _sdk.update(
+                    AcsClient=AcsClient,
+                    CommonRequest=CommonRequest,
+                    ClientException=ClientException,
+                    ServerException=ServerException,
+                    AccessKeyCredential=AccessKeyCredential,
+                    AccessKeySigner=AccessKeySigner,
+                )
+    return _sdk
+
+
+def thread_acs_client(region_id: str, connect_timeout: int, read_timeout: int) -> AcsClient:
+    """This thread's ``AcsClient`` for these settings, made once (no SDK retry). It holds no
+    usable key: every call sets the signer of the ``RpcClient`` that makes it."""
+    clients: dict[tuple[str, int, int], AcsClient] | None = getattr(_threads, "clients", None)
+    if clients is None:
+        clients = _threads.clients = {}
+    key = (region_id, connect_timeout, read_timeout)
+    acs = clients.get(key)
+    if acs is None:
+        acs = clients[key] = sdk()["AcsClient"](
+            ak="unset",
+            secret="unset",  # noqa: S106 - a placeholder: each call sets its own signer
+            region_id=region_id,
+            auto_retry=False,
+            connect_timeout=connect_timeout,
+            timeout=read_timeout,
+        )
+        silence_sdk_loggers()
+    return acs
+
+
 class RpcClient:
     """Signed RPC calls to one endpoint and API version, with retries and clean errors."""
 
@@ -182,15 +257,19 @@ class RpcClient:
             ends.append(self.retry.clock() + time_budget)
         self.deadline = min(ends) if ends else None
         silence_sdk_loggers()
-        self._acs = AcsClient(
-            ak=credentials.access_key_id,
-            secret=credentials.access_key_secret,
-            region_id=region_id,
-            auto_retry=False,
-            connect_timeout=connect_timeout,
-            timeout=read_timeout,
+        parts = sdk()
+        self._region_id = region_id
+        self._sdk_timeouts = (connect_timeout, read_timeout)
+        # The key pair goes to the SDK's own signer directly: the SDK then never consults its
+        # ALIYUN_* environment variables (it does only when building a signer from nothing).
+        self._signer = parts["AccessKeySigner"](
+            parts["AccessKeyCredential"](credentials.access_key_id, credentials.access_key_secret)
         )
-        silence_sdk_loggers()  # the import above may have created more SDK loggers
+
+    @property
+    def _acs(self) -> AcsClient:
+        """The calling thread's SDK client."""
+        return thread_acs_client(self._region_id, *self._sdk_timeouts)
 
     def call(self, action: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """One logical call: retried on transient failures, ApiError when it finally fails."""
@@ -204,7 +283,10 @@ class RpcClient:
     def _call_once(
         self, action: str, params: Mapping[str, str], seconds_left: float | None = None
     ) -> dict[str, Any]:
-        request = CommonRequest(domain=self.endpoint, version=self.version, action_name=action)
+        parts = sdk()
+        request = parts["CommonRequest"](
+            domain=self.endpoint, version=self.version, action_name=action
+        )
         request.set_method("POST")
         if seconds_left is not None:  # this try may not outlast the call's time budget
             connect = min(self.timeouts[0], seconds_left / 2)
@@ -218,9 +300,13 @@ class RpcClient:
         if self.credentials.security_token:
             request.add_query_param("SecurityToken", self.credentials.security_token)
         self.log.count_call()
+        acs = self._acs
+        # This thread's client signs with this client's key: set on every call, since other
+        # RpcClients of the thread (other accounts) share it; no other thread uses it.
+        acs._signer = self._signer
         try:
-            body = self._acs.do_action_with_exception(request)
-        except ServerException as exc:
+            body = acs.do_action_with_exception(request)
+        except parts["ServerException"] as exc:
             if exc.get_request_id():
                 self.log.request_ids.append(exc.get_request_id())
             raise ApiError(
@@ -230,7 +316,7 @@ class RpcClient:
                 exc.get_http_status(),
                 exc.get_request_id(),
             ) from None
-        except ClientException as exc:
+        except parts["ClientException"] as exc:
             raise ApiError(
                 action, exc.get_error_code() or "SDK.ClientError", exc.get_error_msg() or ""
             ) from None
@@ -267,7 +353,8 @@ def with_retries(
     or the retries or the time run out; the last ApiError says how many tries it took.
 
     Bounded twice: ``policy.total_seconds`` for this call and ``deadline`` (a clock value) for
-    the invocation; no retry starts with less than MIN_ATTEMPT_SECONDS left.
+    the invocation; no retry starts with less than MIN_ATTEMPT_SECONDS left. The first try runs
+    without the retry machinery, which is imported only when a retry may be due.
     """
     attempts = 0
     clock = policy.clock
@@ -288,6 +375,36 @@ def with_retries(
         attempts += 1
         return attempt(max(left, MIN_ATTEMPT_SECONDS))
 
+    try:
+        try:
+            return one_try()
+        except ApiError as exc:
+            if not exc.retryable or policy.attempts < 2:
+                raise
+            first_failure: ApiError | None = exc
+        return _retry(policy, ends, first_failure, one_try)
+    except ApiError as exc:
+        exc.attempts = attempts
+        exc.args = (exc._describe(),)
+        # The SDK's exception stays chained (if suppressed) otherwise, and its message
+        # carries the signed URL: SecurityToken included.
+        exc.__context__ = None
+        raise
+
+
+def _retry(policy: RetryPolicy, ends: float, failure: ApiError, one_try: Callable[[], T]) -> T:
+    """The tries after a first retryable failure: tenacity's loop, whose first attempt replays
+    that failure, so waits, stops and logs are what they would be had it run from the start."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+    clock = policy.clock
+    pending: list[ApiError] = [failure]
+
+    def replay_then_try() -> T:
+        if pending:
+            raise pending.pop()
+        return one_try()
+
     def out_of_time(state: RetryCallState) -> bool:
         return ends - clock() - state.upcoming_sleep < MIN_ATTEMPT_SECONDS
 
@@ -303,15 +420,7 @@ def with_retries(
         reraise=True,
         before_sleep=_log_retry,
     )
-    try:
-        return retrying(one_try)
-    except ApiError as exc:
-        exc.attempts = attempts
-        exc.args = (exc._describe(),)
-        # The SDK's exception stays chained (if suppressed) otherwise, and its message
-        # carries the signed URL: SecurityToken included.
-        exc.__context__ = None
-        raise
+    return retrying(replay_then_try)
 
 
 def _log_retry(state: RetryCallState) -> None:
