@@ -1,9 +1,24 @@
-# secpref-guard: every target installs what it needs into .venv (Python 3.10, the FC runtime's
-# version, when the machine has it; otherwise the newest python3).
+# secpref-guard: every target installs what it needs into .venv, made with Python 3.12 (the
+# default Function Compute runtime, see template.yml) when the machine has it, otherwise the newest
+# python3 of at least 3.10. `make test PYTHON=python3.10 VENV=.venv310` runs the suite on 3.10.
 SHELL := /bin/bash
-PYTHON ?= $(shell for p in python3.10 /root/.pyenv/versions/3.10*/bin/python3.10 python3; do \
-	$$p -c 'import sys; assert sys.version_info >= (3, 10)' >/dev/null 2>&1 && { echo $$p; break; }; done)
-VENV := .venv
+# The first interpreter of the given version: on PATH, then under pyenv (CI has pyenv versions).
+find_python = $(firstword $(foreach p,python$(1) $(wildcard /root/.pyenv/versions/$(1).*/bin/python$(1)) \
+	$(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)),$(shell $(p) -c \
+	'import sys; assert sys.version_info[:2] == tuple(map(int, "$(1)".split(".")))' \
+	>/dev/null 2>&1 && echo $(p))))
+ifndef PYTHON
+PYTHON := $(or $(call find_python,3.12),$(shell for p in python3 python3.13 python3.11 python3.10; do \
+	$$p -c 'import sys; assert sys.version_info >= (3, 10)' >/dev/null 2>&1 && { echo $$p; break; }; done))
+endif
+# The Function Compute runtime `make build` targets: python3.12 (template.yml's vars.runtime) or
+# python3.10. The build compiles byte-code with that very interpreter, so it must be on this machine.
+FC_RUNTIME ?= $(shell sed -n 's/^  runtime: *\([a-z0-9.]*\).*/\1/p' template.yml)
+FC_VERSION := $(patsubst python%,%,$(FC_RUNTIME))
+ifndef FC_PYTHON
+FC_PYTHON := $(call find_python,$(FC_VERSION))
+endif
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO_PORT ?= 8765
@@ -23,8 +38,8 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 lint: venv
-	$(BIN)/ruff check shared functions tests
-	$(BIN)/ruff format --check shared functions tests
+	$(BIN)/ruff check shared functions tests tools
+	$(BIN)/ruff format --check shared functions tests tools
 
 tools: $(S_BIN)
 
@@ -60,25 +75,52 @@ demo: venv
 	$(BIN)/secpref-guard check; \
 	echo; echo "demo finished: drift found, reverted and verified"
 
-# The deployable code directory for template.yml: handler files at its root, the library, and the
-# pinned dependencies built for Function Compute's platform whatever machine builds it.
+# The deployable code directory for template.yml (CODE, build/code by default): handler files at
+# its root, the library, and the pinned dependencies built for Function Compute's platform whatever
+# machine builds it, for FC_RUNTIME (template.yml's vars.runtime unless given). Then what runs fast:
+# - byte-code compiled by the runtime's own interpreter, unchecked-hash (FC's code directory is
+#   read-only: an instance could never cache what it compiles, and would compile on every start);
+# - nothing the runtime does not need: console scripts (this machine's shebang), test suites and
+#   self-tests, dist-info (nothing on the guard's paths reads it; pydantic's plugin scan finds no
+#   plugin either way, faster), and what no path of the guard imports: cryptography (only the
+#   SDK's RSA signer needs it; client.py loads that lazily and never uses it) with its helpers
+#   cffi and pycparser (pycryptodome then uses ctypes, its documented fallback), and the
+#   pycryptodome modules nothing imports (tools/prune_build.py; oss2 needs AES and RSA).
+# tests/test_build.py runs every handler and feature path from the result. $(CODE).runtime names
+# the runtime and its interpreter.
+CODE ?= build/code
 build: venv
-	rm -rf build/code && mkdir -p build/code
+	@test -n "$(FC_VERSION)" || { echo "make build: no runtime: set vars.runtime in template.yml or FC_RUNTIME" >&2; exit 1; }
+	@test -n "$(FC_PYTHON)" || { echo "make build: no python$(FC_VERSION) interpreter on this machine \
+	(FC_RUNTIME=$(FC_RUNTIME)); the build compiles with it. Install it (pyenv install $(FC_VERSION)), \
+	pass FC_PYTHON=/path/to/python$(FC_VERSION), or build for python3.10 with FC_RUNTIME=python3.10" >&2; exit 1; }
+	rm -rf $(CODE) && mkdir -p $(CODE)
 	grep -v 'source-only' functions/requirements.txt > build/requirements-binary.txt
 	grep 'source-only' functions/requirements.txt | sed 's/ *#.*//' > build/requirements-source.txt
-	$(BIN)/python -m pip install --quiet --no-compile --target build/code \
-		--platform manylinux2014_x86_64 --implementation cp --python-version 3.10 \
+	$(BIN)/python -m pip install --quiet --no-compile --target $(CODE) \
+		--platform manylinux2014_x86_64 --implementation cp --python-version $(FC_VERSION) \
 		--only-binary=:all: --no-deps -r build/requirements-binary.txt
-	CC=/bin/false $(BIN)/python -m pip install --quiet --no-compile --target build/code \
+	CC=/bin/false $(BIN)/python -m pip install --quiet --no-compile --target $(CODE) \
 		--no-deps --no-binary :all: --no-cache-dir -r build/requirements-source.txt
-	cp -r shared/secpref_guard build/code/secpref_guard
-	rm -rf build/code/secpref_guard/emulator  # test tooling, not deployed
-	cp functions/*.py build/code/
-	find build/code -name __pycache__ -prune -exec rm -rf {} +
-	@echo "build/code is ready: $$(du -sh build/code | cut -f1)"
+	cp -r shared/secpref_guard $(CODE)/secpref_guard
+	rm -rf $(CODE)/secpref_guard/emulator  # test tooling, not deployed
+	cp functions/*.py $(CODE)/
+	find $(CODE) -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf $(CODE)/bin $(CODE)/*.dist-info $(CODE)/certifi/tests $(CODE)/Crypto/SelfTest \
+		$(CODE)/cryptography $(CODE)/cffi $(CODE)/_cffi_backend.*.so $(CODE)/pycparser
+	$(FC_PYTHON) -I tools/prune_build.py $(CODE) Crypto
+	$(FC_PYTHON) -I -W ignore::SyntaxWarning -m compileall -q -j 0 \
+		--invalidation-mode unchecked-hash $(CODE)
+	@echo "$(FC_RUNTIME) $(FC_PYTHON)" > $(CODE).runtime
+	@echo "$(CODE) is ready for $(FC_RUNTIME): $$(du -s --apparent-size --block-size=1M $(CODE) | cut -f1) MB"
 
+# The benchmark builds what it measures: the code for template.yml's runtime and, where the
+# machine has python3.10, the same for that runtime.
+PY310 = $(call find_python,3.10)
 bench: venv
-	$(BIN)/python tests/bench/run.py
+	$(MAKE) --no-print-directory build
+	$(if $(PY310),$(MAKE) --no-print-directory build FC_RUNTIME=python3.10 CODE=build/code-python3.10)
+	$(BIN)/python tests/bench/run.py --code build/code $(if $(PY310),--code build/code-python3.10)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -89,7 +89,7 @@ def test_template_is_serverless_devs_3_with_its_three_functions(rendered: dict[s
         "worker.handler",
     }
     for p in props.values():
-        assert p["runtime"] == "python3.10"
+        assert p["runtime"] == "python3.12"  # one vars entry: vars.runtime
         assert p["code"] == "./build/code"
         assert p["timeout"] >= 30
         assert p["logConfig"] == "auto"
