@@ -1,6 +1,16 @@
-"""`make build` produces code that runs in Function Compute's Python runtime: the handler files at
-its root, the library, and pinned dependencies for manylinux x86_64 / CPython 3.10. A clean
-interpreter with nothing installed imports both handlers from it and enforces a baseline."""
+"""`make build` produces the code Function Compute runs, for template.yml's runtime (python3.12
+unless ``vars.runtime`` says python3.10): the handler files at its root, the library, and the
+pinned dependencies for manylinux x86_64 and that CPython, byte-code compiled for it, without
+what the runtime does not need.
+
+The proof that nothing needed was left out: a clean interpreter of that runtime (a venv without
+pip: only the standard library, so nothing the runtime preinstalls is relied on), isolated and
+writing no byte-code, runs every handler and every feature path from the built directory
+against the emulator and the fake OSS served by another process over loopback
+(tests/bench/servers.py): the timer with a drifted and a compliant account, the revert budget in
+OSS, DingTalk and webhook notifications, an audit event, an organisation-wide run (Resource
+Manager, STS), the fan-out dispatch to the worker function, a worker batch, and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +20,51 @@ import platform
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib.metadata import requires
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from secpref_guard.emulator import DEFAULT_ACCOUNT, BackgroundServer, Emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ROOT / "build" / "code"
 PINS = ROOT / "functions" / "requirements.txt"
+TEMPLATE = ROOT / "template.yml"
+TIMER = (ROOT / "events" / "timer.json").read_text()
+CONSOLE_EVENT = (ROOT / "events" / "set-in-console.json").read_text()
+
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
+from deployed import Servers, start_servers  # noqa: E402
+
+# What each pinned distribution is imported as: the build keeps no dist-info to tell.
+IMPORT_NAMES = {
+    "aliyun-python-sdk-core": "aliyunsdkcore",
+    "aliyun-python-sdk-kms": "aliyunsdkkms",
+    "annotated-types": "annotated_types",
+    "certifi": "certifi",
+    "charset-normalizer": "charset_normalizer",
+    "crcmod": "crcmod",
+    "idna": "idna",
+    "jmespath": "jmespath",
+    "oss2": "oss2",
+    "pycryptodome": "Crypto",
+    "pydantic": "pydantic",
+    "pydantic-core": "pydantic_core",
+    "requests": "requests",
+    "six": "six",
+    "tenacity": "tenacity",
+    "typing-extensions": "typing_extensions",
+    "typing-inspection": "typing_inspection",
+    "urllib3": "urllib3",
+}
+# Pinned (the SDK depends on them) but not deployed: nothing on the guard's paths imports them
+# (the SDK's RSA signer is loaded lazily and never used; pycryptodome falls back to ctypes).
+LEFT_OUT = {"cryptography": "cryptography", "cffi": "cffi", "pycparser": "pycparser"}
 
 
 def pins() -> dict[str, str]:
@@ -47,93 +90,303 @@ def test_pins_satisfy_the_package_dependencies() -> None:
         )
 
 
+def template_runtime() -> str:
+    return str(yaml.safe_load(TEMPLATE.read_text())["vars"]["runtime"])
+
+
+@dataclass(frozen=True)
+class Build:
+    code: Path
+    runtime: str  # python3.12
+    python: str  # the interpreter of that runtime on this machine
+
+    @property
+    def version(self) -> tuple[int, int]:
+        major, minor = self.runtime.removeprefix("python").split(".")
+        return int(major), int(minor)
+
+
 @pytest.fixture(scope="module")
-def built() -> Path:
+def built() -> Build:
     completed = subprocess.run(
         ["make", "build"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    return CODE
+    runtime, python = (ROOT / "build" / "code.runtime").read_text().split()
+    return Build(CODE, runtime, python)
 
 
-def test_build_has_handlers_at_its_root_and_no_test_tooling(built: Path) -> None:
-    assert (built / "scheduled.py").is_file()
-    assert (built / "audit_event.py").is_file()
-    assert (built / "secpref_guard" / "engine.py").is_file()
-    assert not (built / "secpref_guard" / "emulator").exists()
-    installed = {canonicalize_name(p.name.split("-")[0]) for p in built.glob("*.dist-info")}
-    assert set(pins()) <= installed, set(pins()) - installed
-    binaries = [p.name for p in built.rglob("*.so")]
+def test_the_build_is_for_the_runtime_of_every_function_in_the_template(built: Build) -> None:
+    assert template_runtime() == "python3.12"
+    assert built.runtime == template_runtime()
+    functions = [r["props"] for r in yaml.safe_load(TEMPLATE.read_text())["resources"].values()]
+    runtimes = [p["runtime"] for p in functions if "handler" in p]
+    assert runtimes == ["${vars.runtime}"] * 3  # one entry decides for all three
+
+
+def test_an_interpreter_the_machine_lacks_fails_the_build_naming_it() -> None:
+    completed = subprocess.run(
+        ["make", "build", "FC_RUNTIME=python3.99", "CODE=build/code-none"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert "no python3.99 interpreter on this machine" in completed.stderr
+    assert not (ROOT / "build" / "code-none").exists()
+
+
+def test_build_has_handlers_at_its_root_and_nothing_the_runtime_does_not_need(
+    built: Build,
+) -> None:
+    code = built.code
+    for handler in ("scheduled.py", "audit_event.py", "worker.py"):
+        assert (code / handler).is_file()
+    assert (code / "secpref_guard" / "engine.py").is_file()
+    assert not (code / "secpref_guard" / "emulator").exists()
+    assert not (code / "bin").exists()  # console scripts with this machine's shebang
+    assert list(code.glob("*.dist-info")) == []
+    assert [p for p in code.rglob("*") if p.is_dir() and p.name in ("tests", "SelfTest")] == []
+    for name in LEFT_OUT.values():
+        assert not (code / name).exists(), name
+    binaries = [p.name for p in code.rglob("*.so")]
     assert binaries
-    assert all("cpython-310-x86_64-linux-gnu" in b or "abi3" in b for b in binaries), binaries
+    tag = "cpython-{}{}-x86_64-linux-gnu".format(*built.version)
+    assert all(tag in b or "abi3" in b for b in binaries), binaries
 
 
-RUNTIME_SCRIPT = textwrap.dedent(
+def test_every_pinned_distribution_is_deployed_or_left_out_on_purpose(built: Build) -> None:
+    for name in pins():
+        assert name in IMPORT_NAMES or name in LEFT_OUT, f"{name}: say how it is imported"
+        if name in IMPORT_NAMES:
+            module = IMPORT_NAMES[name]
+            assert (built.code / module).is_dir() or (built.code / f"{module}.py").is_file(), name
+
+
+def test_every_module_has_unchecked_byte_code_for_the_runtime(built: Build) -> None:
+    """FC's code directory is read-only: without byte-code shipped, every cold start compiles
+    every module it imports. Unchecked hash-based .pyc (PEP 552) are used whatever the files'
+    timestamps after unpacking."""
+    cache_tag = "cpython-{}{}".format(*built.version)
+    sources = [p for p in built.code.rglob("*.py")]
+    assert len(sources) > 200
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{cache_tag}.pyc"
+        assert compiled.is_file(), source
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{compiled}: not unchecked-hash (flags {flags:#b})"
+
+
+# --- the clean runtime ---------------------------------------------------------------------
+
+CONTEXT = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
     sys.path.insert(0, sys.argv[1])
 
-    import audit_event
-    import scheduled
-
-    class Credentials:
-        access_key_id = "test-key-id"
-        access_key_secret = "test-key-secret"
-        security_token = None
-
     class Function:
-        name = "secpref-guard-scheduled"
+        name = os.environ["TEST_FUNCTION"]
+        handler = "x.handler"
 
-    class Context:
+    class Context:  # the python3.12 runtime's: no credentials, no service
         request_id = "clean-runtime"
-        account_id = sys.argv[2]
-        credentials = Credentials()
+        region = "cn-hangzhou"
+        account_id = os.environ["TEST_ACCOUNT"]
         function = Function()
 
-    result = json.loads(scheduled.handler(b'{"triggerName": "every-5-minutes"}', Context()))
-    skipped = json.loads(audit_event.handler(b'{"eventName": "CreateUser"}', Context()))
-    leaked = [m for m in ("responses", "pytest", "yaml") if m in sys.modules]
-    print(json.dumps({"status": result["status"], "calls": result["api_calls"],
-                      "skipped": skipped["status"], "leaked": leaked}))
     """
 )
-
-
-@pytest.mark.skipif(
-    sys.version_info[:2] != (3, 10) or platform.machine() != "x86_64",
-    reason="the build targets CPython 3.10 on x86_64, the Function Compute runtime",
+HANDLER_SCRIPT = CONTEXT + textwrap.dedent(
+    """
+    module, _, name = sys.argv[2].partition(".")
+    handler = getattr(__import__(module), name)
+    result = json.loads(handler(sys.argv[3].encode(), Context()))
+    deployed = [m for m in ("responses", "pytest", "yaml", "cryptography", "cffi")
+                if m in sys.modules]
+    loaded = sorted({n.split(".")[0] for n in sys.modules})
+    print(json.dumps({"result": result, "unexpected": deployed, "loaded": loaded}))
+    """
 )
-def test_clean_interpreter_runs_both_handlers_from_the_build(built: Path, tmp_path: Path) -> None:
-    clean = tmp_path / "runtime"
+CLI_SCRIPT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from secpref_guard.cli import main; "
+    "sys.argv[1:2] = []; sys.exit(main())"
+)
+
+
+@pytest.fixture(scope="module")
+def runtime(built: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv of the runtime's interpreter without pip: the standard library and nothing else."""
+    clean = tmp_path_factory.mktemp("runtime") / "venv"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(clean)], check=True, timeout=120
+        [built.python, "-m", "venv", "--without-pip", str(clean)], check=True, timeout=120
     )
-    emulator = Emulator.with_default_key()
-    emulator.ims.put(DEFAULT_ACCOUNT, AllowUserToManageAccessKeys=True)
+    return clean / "bin" / "python"
+
+
+GUARD_ENV = {
+    "GUARD_MODE": "enforce",
+    "GUARD_SELF_ROLE": "secpref-guard-role",
+    "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
+    "BASELINE_ENABLE_SAVE_MFA_TICKET": "false",
+    "BASELINE_LOGIN_SESSION_DURATION": "6",
+    "GUARD_PRESET": "cis-2.0",
+    "GUARD_MAX_REVERTS": "3",
+    "GUARD_REVERT_WINDOW_MINUTES": "60",
+    "GUARD_BUDGET_BUCKET": "secpref-guard-budget-test",
+}
+
+
+@pytest.fixture(scope="module")
+def servers(built: Build) -> Iterator[Servers]:
+    started = start_servers(GUARD_ENV)
+    yield started
+    started.stop()
+
+
+def guard_env(servers: Servers, **extra: str) -> dict[str, str]:
     env = {
-        "PATH": os.environ.get("PATH", ""),
-        "GUARD_IMS_ENDPOINT": "",
-        "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **GUARD_ENV,
+        "GUARD_IMS_ENDPOINT": servers.ims,
+        "GUARD_STS_ENDPOINT": servers.ims,
+        "GUARD_RESOURCEMANAGER_ENDPOINT": servers.ims,
+        "GUARD_FC_ENDPOINT": servers.ims,
+        "GUARD_BUDGET_ENDPOINT": servers.oss,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": servers.key[0],
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": servers.key[1],
+        "ALIBABA_CLOUD_SECURITY_TOKEN": servers.key[2],
+        "FC_REGION": "cn-hangzhou",
+        "TEST_ACCOUNT": servers.account,
+        "TEST_FUNCTION": "secpref-guard-scheduled",
     }
-    with BackgroundServer(emulator) as server:
-        env["GUARD_IMS_ENDPOINT"] = server.endpoint
-        completed = subprocess.run(
-            [
-                str(clean / "bin" / "python"),
-                "-I",
-                "-c",
-                RUNTIME_SCRIPT,
-                str(built),
-                DEFAULT_ACCOUNT,
-            ],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert completed.returncode == 0, completed.stderr
+    env.update(extra)
+    return env
+
+
+def run_clean(
+    python: Path, args: list[str], env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), "-I", "-B", *args],
+        cwd="/",
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def invoke(
+    built: Build, python: Path, handler: str, event: str, env: Mapping[str, str]
+) -> dict[str, Any]:
+    completed = run_clean(python, ["-c", HANDLER_SCRIPT, str(built.code), handler, event], env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
     outcome = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert outcome == {"status": "reverted", "calls": 3, "skipped": "skipped", "leaked": []}
-    assert emulator.ims.state(DEFAULT_ACCOUNT)["AllowUserToManageAccessKeys"] is False
+    assert outcome["unexpected"] == [], outcome["unexpected"]
+    return outcome
+
+
+def calls_since(servers: Servers, mark: int) -> list[str]:
+    return [f"{c['action']}@{c['account']}" for c in servers.control("calls")[mark:]]
+
+
+needs_x86_64 = pytest.mark.skipif(
+    platform.machine() != "x86_64", reason="the build targets manylinux x86_64"
+)
+
+
+@needs_x86_64
+def test_the_timer_reverts_counts_the_budget_and_notifies_then_finds_it_compliant(
+    built: Build, runtime: Path, servers: Servers
+) -> None:
+    servers.control("drifted")
+    mark = len(servers.control("calls"))
+    env = guard_env(
+        servers,
+        GUARD_WEBHOOK_URL=f"{servers.ims}/_bench/sink/webhook",
+        GUARD_DINGTALK_WEBHOOK=f"{servers.ims}/_bench/sink/dingtalk?access_token=t0ken",
+        GUARD_DINGTALK_SECRET="SECtest-signing-secret",
+    )
+    outcome = invoke(built, runtime, "scheduled.handler", TIMER, env)
+    result = outcome["result"]
+    assert result["status"] == "reverted", result
+    own = servers.account
+    assert calls_since(servers, mark) == [
+        f"GetSecurityPreference@{own}",
+        f"SetSecurityPreference@{own}",
+        f"GetSecurityPreference@{own}",
+    ]
+    assert {"oss2", "Crypto", "requests"} <= set(outcome["loaded"])  # budget and channels ran
+    received = {item["name"].split("?")[0] for item in servers.control("sink")}
+    assert received == {"webhook", "dingtalk"}
+
+    again = invoke(built, runtime, "scheduled.handler", TIMER, guard_env(servers))["result"]
+    assert again["status"] == "compliant"
+    assert again["api_calls"] == 1
+
+
+@needs_x86_64
+def test_an_audit_event_is_read_and_enforced(built: Build, runtime: Path, servers: Servers) -> None:
+    servers.control("drifted")
+    event = CONSOLE_EVENT.replace("1234567890123456", servers.account)
+    env = guard_env(servers, TEST_FUNCTION="secpref-guard-audit-event")
+    result = invoke(built, runtime, "audit_event.handler", event, env)["result"]
+    assert result["status"] == "reverted", result
+    assert result["actor"]
+
+
+@needs_x86_64
+def test_an_organisation_wide_run_and_its_fan_out_and_a_worker_batch(
+    built: Build, runtime: Path, servers: Servers
+) -> None:
+    for account in servers.members:
+        servers.control("drifted", account)
+    servers.control("compliant")
+    org = {"GUARD_TARGETS": "resource-directory", "GUARD_BUDGET_BUCKET": ""}
+    org.update(GUARD_MAX_REVERTS="", GUARD_REVERT_WINDOW_MINUTES="")
+    env = {k: v for k, v in guard_env(servers, **org).items() if v}
+
+    in_process = invoke(built, runtime, "scheduled.handler", TIMER, env)["result"]
+    assert in_process["status"] == "reverted", in_process
+    assert in_process["counts"]["reverted"] == len(servers.members)
+
+    for account in servers.members:
+        servers.control("drifted", account)
+    mark = len(servers.control("calls"))
+    fan_out = {
+        **env,
+        "GUARD_WORKER_FUNCTION": "secpref-guard-worker",
+        "GUARD_FANOUT_THRESHOLD": "1",
+        "GUARD_BATCH_SIZE": "1",
+    }
+    dispatched = invoke(built, runtime, "scheduled.handler", TIMER, fan_out)["result"]
+    assert dispatched["status"] == "skipped", dispatched
+    invoked = [c for c in calls_since(servers, mark) if c.startswith("InvokeFunction")]
+    assert len(invoked) == len(servers.members) + 1  # one batch per account, the own included
+
+    from secpref_guard.fanout import Batch
+
+    batch = Batch("clean-runtime-run", 1, 1, tuple(servers.members)).payload().decode()
+    worker_env = {**env, "TEST_FUNCTION": "secpref-guard-worker"}
+    worked = invoke(built, runtime, "worker.handler", batch, worker_env)["result"]
+    assert worked["status"] == "reverted", worked
+    assert worked["counts"]["reverted"] == len(servers.members)
+
+
+@needs_x86_64
+def test_the_command_line_runs_from_the_build(
+    built: Build, runtime: Path, servers: Servers
+) -> None:
+    servers.control("drifted")
+    env = guard_env(servers)
+    check = run_clean(runtime, ["-c", CLI_SCRIPT, str(built.code), "check", "--json"], env)
+    assert check.returncode == 2, check.stderr
+    enforce = run_clean(runtime, ["-c", CLI_SCRIPT, str(built.code), "enforce"], env)
+    assert enforce.returncode == 0, enforce.stderr
+    policy = run_clean(runtime, ["-c", CLI_SCRIPT, str(built.code), "control-policy"], env)
+    assert policy.returncode == 0, policy.stderr
+    assert json.loads(policy.stdout)["Statement"]

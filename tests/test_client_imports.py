@@ -1,7 +1,8 @@
 """What the IMS client imports and builds, and when (issue 13: a cold start pays for each import).
 
 - importing the client module imports no SDK; a successful call imports neither the retry
-  machinery (tenacity) nor ``cryptography`` (the SDK's RSA signer, which the guard never uses);
+  machinery (tenacity) nor ``cryptography`` (the SDK's RSA signer, which the guard never uses),
+  and neither does oss2's import of the SDK;
 - a failure that is retried brings tenacity in and is retried as before;
 - every RpcClient of a thread shares one AcsClient (one endpoint-data parse, one HTTP session),
   and each call is still signed with its own client's key; another thread has its own.
@@ -97,6 +98,20 @@ def test_a_successful_call_imports_no_retry_machinery_and_no_rsa_signer() -> Non
     assert "after 3 attempts" in seen["error"]
     assert seen["after_failure"] == ["tenacity"]
     assert seen["calls_after_failure"] == 4
+
+
+def test_the_sdk_imported_by_oss2_first_does_not_import_cryptography_either() -> None:
+    """The budget's oss2 imports the SDK too, and may be first (the CLI imports it before any
+    client is made): the lazy RSA signer module holds whoever imports the SDK."""
+    script = (
+        "import sys; import secpref_guard.client; import oss2; import aliyunsdkcore.client; "
+        "print('cryptography' in sys.modules, 'aliyunsdkcore' in sys.modules)"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["False", "True"]
 
 
 def test_the_rsa_signer_module_still_loads_when_used() -> None:

@@ -17,7 +17,7 @@ What the SDK does by default and this module undoes (see the API reference):
 What a run imports and builds, and when (a cold Function Compute start pays for every import):
 - the SDK is imported when the first client is made, not with this module; its RSA key-pair
   signer's algorithm module, which pulls in ``cryptography`` (~20 ms) for a signer the guard
-  never uses, is registered to load lazily, on first use only;
+  never uses, loads lazily, on first use only, whoever imports the SDK (oss2 does too);
 - one ``AcsClient`` per thread (its HTTP session, so connections are reused, and the endpoint
   data every ``AcsClient()`` parses, 5-6 ms), shared by every ``RpcClient`` of that thread:
   each call signs with its own client's key pair (see ``_call_once``);
@@ -154,24 +154,33 @@ class CallLog:
 
 # Modules of the SDK that its import pulls in for features the guard never uses, loaded on
 # first attribute access instead (importlib's LazyLoader): the RSA key-pair signer's algorithm.
-_SDK_LAZY_MODULES = ("aliyunsdkcore.auth.algorithm.sha_hmac256",)
+_SDK_LAZY_MODULES = frozenset({"aliyunsdkcore.auth.algorithm.sha_hmac256"})
 _sdk_lock = threading.Lock()
 _sdk: dict[str, Any] = {}
 _threads = threading.local()
 
 
-def _lazy_module(name: str) -> None:
-    if name in sys.modules:
-        return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        return  # not there: the SDK's own import reports it, if it needs it
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    parent, _, child = name.rpartition(".")
-    setattr(sys.modules[parent], child, module)
+class _LazySdkModules:
+    """A meta path finder that hands out the modules above with a LazyLoader, whoever imports
+    the SDK first (this module, or oss2, which imports it too). Installed when this module is
+    imported, before any SDK import: the handlers and the CLI import this module first."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in _SDK_LAZY_MODULES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = importlib.util.LazyLoader(spec.loader)
+                return spec
+        return None
+
+
+if not any(isinstance(f, _LazySdkModules) for f in sys.meta_path):
+    sys.meta_path.insert(0, _LazySdkModules())
 
 
 def sdk() -> dict[str, Any]:
@@ -179,8 +188,6 @@ def sdk() -> dict[str, Any]:
     if not _sdk:
         with _sdk_lock:
             if not _sdk:
-                for name in _SDK_LAZY_MODULES:
-                    _lazy_module(name)
                 from aliyunsdkcore.acs_exception.exceptions import (
                     ClientException,
                     ServerException,
