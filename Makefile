@@ -1,6 +1,6 @@
 # secpref-guard: every target installs what it needs into .venv, made with Python 3.12 (the
 # default Function Compute runtime, see template.yml) when the machine has it, otherwise the newest
-# python3 of at least 3.10. `make test PYTHON=python3.10 VENV=.venv310` runs the suite on 3.10.
+# python3 of at least 3.10. `make test-py310` runs the suite on 3.10 (in .venv310).
 SHELL := /bin/bash
 # The first interpreter of the given version: on PATH, then under pyenv (CI has pyenv versions).
 find_python = $(firstword $(foreach p,python$(1) $(wildcard /root/.pyenv/versions/$(1).*/bin/python$(1)) \
@@ -11,6 +11,7 @@ ifndef PYTHON
 PYTHON := $(or $(call find_python,3.12),$(shell for p in python3 python3.13 python3.11 python3.10; do \
 	$$p -c 'import sys; assert sys.version_info >= (3, 10)' >/dev/null 2>&1 && { echo $$p; break; }; done))
 endif
+PY310 = $(call find_python,3.10)
 # The Function Compute runtime `make build` targets: python3.12 (template.yml's vars.runtime) or
 # python3.10. The build compiles byte-code with that very interpreter, so it must be on this machine.
 FC_RUNTIME ?= $(shell sed -n 's/^  runtime: *\([a-z0-9.]*\).*/\1/p' template.yml)
@@ -26,7 +27,7 @@ DEMO_PORT ?= 8765
 S_VERSION := 3.1.10
 S_BIN := build/tools/node_modules/.bin/s
 
-.PHONY: venv tools test lint demo bench build clean
+.PHONY: venv tools test test-py310 lint demo bench build clean
 
 venv: $(STAMP)
 
@@ -49,6 +50,12 @@ $(S_BIN):
 
 test: venv lint tools
 	$(BIN)/python -m pytest
+
+# The same suite on Python 3.10, for users who cannot move yet (its own venv, .venv310).
+test-py310:
+	@test -n "$(PY310)" || { echo "make test-py310: no python3.10 interpreter on this machine \
+	(pyenv install 3.10)" >&2; exit 1; }
+	$(MAKE) --no-print-directory test PYTHON=$(PY310) VENV=.venv310
 
 # The guard end to end against the local emulator: drift appears, is shown, reverted, verified.
 demo: venv
@@ -116,11 +123,10 @@ build: venv
 
 # The benchmark builds what it measures: the code for template.yml's runtime and, where the
 # machine has python3.10, the same for that runtime.
-PY310 = $(call find_python,3.10)
 bench: venv
 	$(MAKE) --no-print-directory build
 	$(if $(PY310),$(MAKE) --no-print-directory build FC_RUNTIME=python3.10 CODE=build/code-python3.10)
 	$(BIN)/python tests/bench/run.py --code build/code $(if $(PY310),--code build/code-python3.10)
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv310 build .pytest_cache .ruff_cache
