@@ -62,6 +62,7 @@ TIMER_EVENT = (ROOT / "events" / "timer.json").read_text()
 ACCOUNT = DEFAULT_ACCOUNT  # the emulated organisation's management account: the guard's own
 TARGET_RATIO = 3.0
 TARGET_PEAK_MB = 60.0
+TARGET_CODE_MB = 20.0
 
 LAUNCHER = """\
 import os, sys, time
@@ -207,8 +208,16 @@ def exit_code(expected: int) -> Any:
     return check
 
 
-def bench_deployed(report: Report, codes: list[tuple[str, Path, str]], rounds: int) -> None:
-    """``codes``: (runtime, code directory, that runtime's interpreter) per build."""
+def code_size_mb(code: Path) -> float:
+    """The code directory unpacked: every file's size (what the instance extracts)."""
+    return sum(p.stat().st_size for p in code.rglob("*") if p.is_file()) / 1e6
+
+
+def bench_deployed(
+    report: Report, codes: list[tuple[str, Path, str]], rounds: int
+) -> dict[str, str]:
+    """``codes``: (runtime, code directory, that runtime's interpreter) per build. Returns the
+    ``-X importtime`` logs of one compliant and one drifted handler run of the first build."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -291,9 +300,28 @@ def bench_deployed(report: Report, codes: list[tuple[str, Path, str]], rounds: i
                 if round_number:  # the first round warms the page cache
                     figure.samples.append(run.seconds * 1000)
                     figure.memory.append(run.maxrss_mb)
+        logs = {}
+        runtime, code, python = codes[0]
+        for state in ("compliant", "drifted"):
+            servers.control(state)
+            args = [python, "-I", "-B", "-X", "importtime", str(HERE / "fc_runtime.py")]
+            traced = launch([*args, str(code), handler, TIMER_EVENT, ACCOUNT], env)
+            logs[f"{handler} ({runtime}, {state})"] = traced.stderr
     finally:
         servers.stop()
 
+    for runtime, code, _ in codes:
+        size = code_size_mb(code)
+        report.add(
+            Row(
+                f"deployed.{runtime}.code_mb",
+                f"{runtime}: code directory unpacked ({code.name})",
+                [size],
+                "MB",
+                f"< {TARGET_CODE_MB:g} MB",
+                passed=size < TARGET_CODE_MB,
+            )
+        )
     floors: dict[str, float] = {}
     for figure in figures:
         if figure.key.endswith("stdlib_one_request"):
@@ -347,3 +375,4 @@ def bench_deployed(report: Report, codes: list[tuple[str, Path, str]], rounds: i
         "stdlib_one_request_ms": floors,
         "requests": {f.key: [r[0] for r in f.floor.requests or []] for f in figures if f.floor},
     }
+    return logs
