@@ -78,7 +78,7 @@ def main() -> None:
     removed, size = prune(code, packages)
     print(
         f"pruned {len(removed)} modules of {', '.join(packages)} that nothing imports "
-        f"({size / 1e6:.1f} MB): {', '.join(removed)}"
+        f"({size / 1e6:.1f} MB), e.g. {', '.join(removed[:3])}"
     )
 
 
