@@ -368,7 +368,7 @@ def test_an_organisation_wide_run_and_its_fan_out_and_a_worker_batch(
     invoked = [c for c in calls_since(servers, mark) if c.startswith("InvokeFunction")]
     assert len(invoked) == len(servers.members) + 1  # one batch per account, the own included
 
-    from secpref_guard.fanout import Batch
+    from secpref_guard.batch import Batch
 
     batch = Batch("clean-runtime-run", 1, 1, tuple(servers.members)).payload().decode()
     worker_env = {**env, "TEST_FUNCTION": "secpref-guard-worker"}
