@@ -25,9 +25,10 @@ child's own ``ru_maxrss``; so the figure is the whole process, start to exit, in
 shutdown included, and the memory is that child's alone. One round runs every figure once,
 interleaved so that machine noise hits each alike; the first round is discarded (page cache);
 medians over the rounds. The ratio is the median of the guard's figure over the median of its
-stdlib equivalent in the same run. The stdlib equivalent makes the IMS requests only: the
-drifted handler's two revert-budget requests to the fake OSS (GetObject, AppendObject) are not
-in it.
+stdlib equivalent in the same run (the judged figure, wall time); the same ratio of the
+children's CPU time (user + system, from ``wait4``) is printed as a cross-check that a busy
+machine moves less. The stdlib equivalent makes the IMS requests only: the drifted handler's
+two revert-budget requests to the fake OSS (GetObject, AppendObject) are not in it.
 
 The state: before every compliant figure the account is put on the baseline, before every
 drifted one it is drifted (four fields) and the budget bucket emptied (every drifted run is the
@@ -46,7 +47,7 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ start = time.perf_counter()
 pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
 _, status, usage = os.wait4(pid, 0)
 elapsed = time.perf_counter() - start
-print("launcher", os.waitstatus_to_exitcode(status), usage.ru_maxrss, elapsed, flush=True)
+cpu = usage.ru_utime + usage.ru_stime
+print("launcher", os.waitstatus_to_exitcode(status), usage.ru_maxrss, elapsed, cpu, flush=True)
 """
 
 CLI = "import sys; sys.path.insert(0, sys.argv[1]); from secpref_guard.cli import main; " + (
@@ -151,6 +153,7 @@ class Run:
     code: int
     maxrss_mb: float
     seconds: float
+    cpu_seconds: float  # the child's user + system time: less moved by a busy machine
     stdout: str
     stderr: str
 
@@ -173,7 +176,7 @@ def launch(args: list[str], env: Mapping[str, str]) -> Run:
     word, *rest = last.split()
     if word != "launcher":
         raise RuntimeError(f"launcher failed: {stderr[-2000:]}")
-    return Run(int(rest[0]), int(rest[1]) / 1024, float(rest[2]), head, stderr)
+    return Run(int(rest[0]), int(rest[1]) / 1024, float(rest[2]), float(rest[3]), head, stderr)
 
 
 @dataclass
@@ -185,6 +188,7 @@ class Figure:
     check: Any  # Run -> None; raises when the run did not do what it should
     samples: list[float]
     memory: list[float]
+    cpu: list[float] = field(default_factory=list)
     requests: list[list[Any]] | None = None  # the IMS requests of a guard run (warm-up round)
     floor: Figure | None = None
 
@@ -300,6 +304,7 @@ def bench_deployed(
                 if round_number:  # the first round warms the page cache
                     figure.samples.append(run.seconds * 1000)
                     figure.memory.append(run.maxrss_mb)
+                    figure.cpu.append(run.cpu_seconds * 1000)
         logs = {}
         runtime, code, python = codes[0]
         for state in ("compliant", "drifted"):
@@ -354,6 +359,16 @@ def bench_deployed(
                 "x",
                 f"<= {TARGET_RATIO:g}x",
                 passed=ratio <= TARGET_RATIO,
+                indent=1,
+            )
+        )
+        cpu_ratio = statistics.median(figure.cpu) / statistics.median(figure.floor.cpu)
+        report.add(
+            Row(
+                f"deployed.{figure.key}.cpu_ratio",
+                "cross-check: CPU time (user + sys) ratio, same runs",
+                [cpu_ratio],
+                "x",
                 indent=1,
             )
         )
