@@ -89,10 +89,9 @@ demo: venv
 #   read-only: an instance could never cache what it compiles, and would compile on every start);
 # - nothing the runtime does not need: console scripts (this machine's shebang), test suites and
 #   self-tests, dist-info (nothing on the guard's paths reads it; pydantic's plugin scan finds no
-#   plugin either way, faster), and what no path of the guard imports: cryptography (only the
-#   SDK's RSA signer needs it; client.py loads that lazily and never uses it) with its helpers
-#   cffi and pycparser (pycryptodome then uses ctypes, its documented fallback), and the
-#   pycryptodome modules nothing imports (tools/prune_build.py; oss2 needs AES and RSA).
+#   plugin either way, faster), and the pycryptodome modules nothing imports
+#   (tools/prune_build.py; oss2 needs AES and RSA). cryptography stays: the FC 3.0 SDK of the
+#   fan-out imports it (client.py keeps the IMS SDK's RSA signer, its other importer, unloaded).
 # tests/test_build.py runs every handler and feature path from the result. $(CODE).runtime names
 # the runtime and its interpreter.
 CODE ?= build/code
@@ -113,8 +112,8 @@ build: venv
 	rm -rf $(CODE)/secpref_guard/emulator  # test tooling, not deployed
 	cp functions/*.py $(CODE)/
 	find $(CODE) -name __pycache__ -prune -exec rm -rf {} +
-	rm -rf $(CODE)/bin $(CODE)/*.dist-info $(CODE)/certifi/tests $(CODE)/Crypto/SelfTest \
-		$(CODE)/cryptography $(CODE)/cffi $(CODE)/_cffi_backend.*.so $(CODE)/pycparser
+	rm -rf $(CODE)/bin $(CODE)/*.dist-info $(CODE)/Crypto/SelfTest
+	find $(CODE) -mindepth 2 -type d -name tests -prune -exec rm -rf {} +
 	$(FC_PYTHON) -I tools/prune_build.py $(CODE) Crypto
 	$(FC_PYTHON) -I -W ignore::SyntaxWarning -m compileall -q -j 0 \
 		--invalidation-mode unchecked-hash $(CODE)

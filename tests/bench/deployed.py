@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -81,17 +82,24 @@ CLI = "import sys; sys.path.insert(0, sys.argv[1]); from secpref_guard.cli impor
 
 
 def template_environment(account: str) -> dict[str, str]:
-    """``vars.environment`` of template.yml as Serverless Devs renders it for this account."""
+    """``vars.environment`` of template.yml as Serverless Devs renders it for this account:
+    ``${vars.NAME}`` from the template's vars, ``${config('AccountID')}`` the account."""
     document = yaml.safe_load(TEMPLATE.read_text())
-    env = {}
-    for name, value in document["vars"]["environment"].items():
-        text = str(value).replace("${config('AccountID')}", account)
-        if "${" in text:
-            raise RuntimeError(
-                f"template.yml: {name}={text!r} has a variable the bench cannot fill"
-            )
-        env[name] = text
-    return env
+    variables = document["vars"]
+
+    def fill(match: re.Match[str]) -> str:
+        expression = match.group(1)
+        if expression == "config('AccountID')":
+            return account
+        name = expression.removeprefix("vars.")
+        if expression.startswith("vars.") and isinstance(variables.get(name), (str, int)):
+            return str(variables[name])
+        raise RuntimeError(f"template.yml: the bench cannot fill ${{{expression}}}")
+
+    return {
+        name: re.sub(r"\$\{([^}]*)\}", fill, str(value))
+        for name, value in variables["environment"].items()
+    }
 
 
 def timer_handler() -> str:
