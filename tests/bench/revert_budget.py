@@ -12,7 +12,8 @@ bare oss2 GetObject of the budget's object. The first iterations are discarded.
 
 Gating: store requests per run, from the fake's own record of what reached it (the budget's
 ``requests`` counter cross-checks it): a compliant run sends none; a drifted run sends exactly
-one GetObject, which ends before the SetSecurityPreference starts, then one AppendObject.
+one GetObject, which ends before the SetSecurityPreference starts, then one AppendObject (two
+within the window of the next period's start: the revert goes into both period objects).
 Informational: whether the AppendObject was in flight while the verifying GetSecurityPreference
 was (its interval at the fake overlaps that Get's interval at the emulator). Timing (PASS/FAIL,
 not gating): the added wall time of a drifted run, the median of the per-iteration differences
@@ -111,6 +112,9 @@ class Samples:
     budget_requests: list[int] = field(default_factory=list)
     overlapped: list[bool] = field(default_factory=list)
     read_before_write: list[bool] = field(default_factory=list)  # GetObject ends before the Set
+    # the period objects a revert at that moment is appended to: 1, or 2 within the window of
+    # the next period's start (a window that crosses it must see the revert from either side)
+    objects: list[int] = field(default_factory=list)
     append_tail_ms: list[float] = field(default_factory=list)  # append end - verifying Get end
 
 
@@ -156,6 +160,12 @@ def bench_budget(
         s.ims_calls.append(len(emulator.ims.calls) - ims_mark)
         s.oss_ops.append([c.operation for c in fake.calls[oss_mark:]])
         s.budget_requests.append(budget.requests - requests_before)
+        now = budget.clock()
+        periods = {
+            budget.key_for(DEFAULT_ACCOUNT, now),
+            budget.key_for(DEFAULT_ACCOUNT, now + budget.window),
+        }
+        s.objects.append(len(periods))
         spans = timeline.since(span_mark)
         gets = [sp for sp in spans if sp[0] == "GetSecurityPreference"]
         appends = [sp for sp in spans if sp[0] == "AppendObject"]
@@ -197,8 +207,13 @@ def bench_budget(
         n == 0 for n in compliant_b.budget_requests
     )
     ok_drifted = (
-        all(ops == ["GetObject", "AppendObject"] for ops in drifted_b.oss_ops)
-        and all(n == 2 for n in drifted_b.budget_requests)
+        all(
+            ops == ["GetObject"] + ["AppendObject"] * n
+            for ops, n in zip(drifted_b.oss_ops, drifted_b.objects, strict=True)
+        )
+        and all(
+            r == 1 + n for r, n in zip(drifted_b.budget_requests, drifted_b.objects, strict=True)
+        )
         and all(drifted_b.read_before_write)
     )
     for kind, want in (
@@ -226,7 +241,7 @@ def bench_budget(
             "revert budget: store requests per drifted run",
             [float(len(ops)) for ops in drifted_b.oss_ops],
             "calls",
-            "= Get + Append",
+            "= Get + Append(s)",
             passed=ok_drifted,
             gating=True,
         )

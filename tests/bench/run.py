@@ -15,9 +15,9 @@ More parts, each in its own module with its method in its docstring:
   emulator and a fake OSS in another process), whole process, against ``stdlib_guard.py``; for
   every code directory given (python3.12 and python3.10).
 - revert_budget.py (issue 8): the revert budget adds no store request to a compliant run and
-  exactly one GetObject before the write plus one AppendObject overlapping the verifying read to
-  a drifted one (gating); the drifted run's added wall time is at most one store round trip
-  (PASS/FAIL only).
+  exactly one GetObject before the write plus one AppendObject (two near a period boundary)
+  overlapping the verifying read to a drifted one (gating); the drifted run's added wall time
+  is at most one store round trip (PASS/FAIL only).
 - organisation.py (issue 5): 1,000 member accounts, 30% drifted, 50 ms per API call, enforced
   in-process at several concurrencies and fanned out to the emulated Function Compute worker;
   wall time against the floor calls x latency / concurrency (within 1.5x: PASS/FAIL only), the
