@@ -91,7 +91,10 @@ demo: venv
 #   self-tests, dist-info (nothing on the guard's paths reads it; pydantic's plugin scan finds no
 #   plugin either way, faster), and the pycryptodome modules nothing imports
 #   (tools/prune_build.py; oss2 needs AES and RSA). cryptography stays: the FC 3.0 SDK of the
-#   fan-out imports it (client.py keeps the IMS SDK's RSA signer, its other importer, unloaded).
+#   fan-out imports it (client.py keeps the IMS SDK's RSA signer, its other importer, unloaded),
+#   with the compiled _cffi_backend it needs, but not cffi's Python half nor pycparser: with
+#   them pycryptodome (imported by oss2 on every budget run) parses C declarations at import
+#   (~15 ms); without, it uses ctypes, its documented fallback.
 # tests/test_build.py runs every handler and feature path from the result. $(CODE).runtime names
 # the runtime and its interpreter.
 CODE ?= build/code
@@ -112,7 +115,7 @@ build: venv
 	rm -rf $(CODE)/secpref_guard/emulator  # test tooling, not deployed
 	cp functions/*.py $(CODE)/
 	find $(CODE) -name __pycache__ -prune -exec rm -rf {} +
-	rm -rf $(CODE)/bin $(CODE)/*.dist-info $(CODE)/Crypto/SelfTest
+	rm -rf $(CODE)/bin $(CODE)/*.dist-info $(CODE)/Crypto/SelfTest $(CODE)/cffi $(CODE)/pycparser
 	find $(CODE) -mindepth 2 -type d -name tests -prune -exec rm -rf {} +
 	$(FC_PYTHON) -I tools/prune_build.py $(CODE) Crypto
 	$(FC_PYTHON) -I -W ignore::SyntaxWarning -m compileall -q -j 0 \

@@ -62,8 +62,6 @@ IMPORT_NAMES = {
     "typing-inspection": "typing_inspection",
     "urllib3": "urllib3",
     "cryptography": "cryptography",
-    "cffi": "cffi",
-    "pycparser": "pycparser",
     # the FC 3.0 SDK of the fan-out's dispatch (worker_invoke.py) and what it brings
     "alibabacloud-fc20230330": "alibabacloud_fc20230330",
     "alibabacloud-tea-openapi": "alibabacloud_tea_openapi",
@@ -87,9 +85,9 @@ IMPORT_NAMES = {
     "tzlocal": "tzlocal",
     "websocket-client": "websocket",
 }
-# Pinned but not deployed, by import name: none today. (cryptography, cffi and pycparser were
-# until the fan-out's FC 3.0 SDK came to import cryptography at import time.)
-LEFT_OUT: dict[str, str] = {}
+# Pinned but not deployed, by import name: cffi's Python half and pycparser (cryptography needs
+# only the compiled _cffi_backend; pycryptodome then uses ctypes instead of parsing C at import).
+LEFT_OUT = {"cffi": "cffi", "pycparser": "pycparser"}
 
 
 def pins() -> dict[str, str]:
