@@ -404,7 +404,7 @@ def test_an_organisation_wide_run_and_its_fan_out_and_a_worker_batch(
 
     from secpref_guard.batch import Batch
 
-    batch = Batch("clean-runtime-run", 1, 1, tuple(servers.members)).payload().decode()
+    batch = Batch("c1ea4e0000000001", 1, 1, tuple(servers.members)).payload().decode()
     worker_env = {**env, "TEST_FUNCTION": "secpref-guard-worker"}
     worked = invoke(built, runtime, "worker.handler", batch, worker_env)["result"]
     assert worked["status"] == "reverted", worked
