@@ -194,7 +194,7 @@ TIMER = b'{"triggerTime": "2026-11-25T04:00:00Z", "triggerName": "every-5-minute
 
 
 def directory(org: Org, base: Credentials) -> Directory:
-    """An instance's view of the directory (handlers._instance_directory): listed once, then
+    """An instance's view of the directory (instance._instance_directory): listed once, then
     cached for its TTL."""
     endpoint = org.config.settings.resourcemanager_endpoint
     return Directory(lambda: ResourceManagerClient(endpoint, base))
@@ -203,7 +203,7 @@ def directory(org: Org, base: Credentials) -> Directory:
 def services(
     org: Org, base: Credentials, own: str | None, concurrency: int, listing: Directory | None = None
 ) -> Services:
-    """What the handlers hand a run (handlers._services); a new directory unless one is given
+    """What an instance hands a run (instance.services); a new directory unless one is given
     (a new instance lists the members)."""
     return Services(
         config=org.config,
