@@ -39,8 +39,8 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 lint: venv
-	$(BIN)/ruff check shared functions tests tools
-	$(BIN)/ruff format --check shared functions tests tools
+	$(BIN)/ruff check shared functions tests
+	$(BIN)/ruff format --check shared functions tests
 
 tools: $(S_BIN)
 
@@ -90,7 +90,7 @@ demo: venv
 # - nothing the runtime does not need: console scripts (this machine's shebang), test suites and
 #   self-tests, dist-info (nothing on the guard's paths reads it; pydantic's plugin scan finds no
 #   plugin either way, faster), and the pycryptodome modules nothing imports
-#   (tools/prune_build.py; oss2 needs AES and RSA). cryptography stays: the FC 3.0 SDK of the
+#   (shared/buildtools/prune_build.py; oss2 needs AES and RSA). cryptography stays: the FC 3.0 SDK of the
 #   fan-out imports it (client.py keeps the IMS SDK's RSA signer, its other importer, unloaded),
 #   with the compiled _cffi_backend it needs, but not cffi's Python half nor pycparser: with
 #   them pycryptodome (imported by oss2 on every budget run) parses C declarations at import
@@ -117,7 +117,7 @@ build: venv
 	find $(CODE) -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf $(CODE)/bin $(CODE)/*.dist-info $(CODE)/Crypto/SelfTest $(CODE)/cffi $(CODE)/pycparser
 	find $(CODE) -mindepth 2 -type d -name tests -prune -exec rm -rf {} +
-	$(FC_PYTHON) -I tools/prune_build.py $(CODE) Crypto
+	$(FC_PYTHON) -I shared/buildtools/prune_build.py $(CODE) Crypto
 	$(FC_PYTHON) -I -W ignore::SyntaxWarning -m compileall -q -j 0 \
 		--invalidation-mode unchecked-hash $(CODE)
 	@echo "$(FC_RUNTIME) $(FC_PYTHON)" > $(CODE).runtime
