@@ -148,3 +148,57 @@ def test_clients_of_one_thread_share_one_sdk_client_and_sign_with_their_own_key(
     thread.join()
     assert elsewhere
     assert elsewhere[0] is not own.rpc._acs
+
+
+TIMER_CHILD = textwrap.dedent(
+    """
+    import json, os, sys
+    from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
+    from pathlib import Path
+
+    handler = load_handler("scheduled.handler", Path(sys.argv[2]))
+    context = LocalContext("req", LocalFunction("f", "scheduled.handler"),
+                           LocalCredentials(sys.argv[3], sys.argv[4]), account_id=sys.argv[5])
+    result = json.loads(handler(b"{}", context))
+    print(json.dumps({"status": result["status"],
+                      "loaded": sorted(m for m in ("oss2", "requests") if m in sys.modules)}))
+    """
+)
+
+
+def test_a_compliant_timer_run_with_a_budget_never_imports_the_budget_store(tmp_path) -> None:
+    """The revert budget is consulted only before a write: a compliant run (most of them)
+    imports neither oss2 nor the requests library it brings."""
+    from pathlib import Path
+
+    emulator = Emulator.with_default_key()
+    emulator.ims.put(DEFAULT_ACCOUNT, LoginSessionDuration=4)
+    functions = Path(__file__).resolve().parents[1] / "functions"
+    with BackgroundServer(emulator) as server:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "GUARD_IMS_ENDPOINT": server.endpoint,
+            "BASELINE_LOGIN_SESSION_DURATION": "4",
+            "GUARD_BUDGET_BUCKET": "secpref-guard-budget-1",
+            "GUARD_MAX_REVERTS": "3",
+        }
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                TIMER_CHILD,
+                "x",
+                str(functions),
+                DEFAULT_ACCESS_KEY_ID,
+                DEFAULT_ACCESS_KEY_SECRET,
+                DEFAULT_ACCOUNT,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"status": "compliant", "loaded": []}

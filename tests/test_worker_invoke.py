@@ -24,10 +24,10 @@ import pytest
 import requests
 import responses
 
+from fc2_client import fc_authorization
 from org_support import REQUESTS_SEND, WORKER
 from secpref_guard.client import ApiError, RetryPolicy
 from secpref_guard.credentials import Credentials
-from secpref_guard.dispatch import fc_authorization
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.fc import MAX_SKEW_SECONDS
 from secpref_guard.emulator.resourcemanager import Organisation, organisation

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .config import GuardConfig
@@ -122,14 +123,43 @@ def _instance_directory(config: GuardConfig, base: Credentials) -> Any:
         return _directory
 
 
-def _budget(config: GuardConfig, context: Any, base: Credentials, deadline: float) -> Any:
-    """The revert budget, when GUARD_BUDGET_BUCKET is set (oss2 is imported only then)."""
-    if not config.settings.budget_bucket:
-        return None
-    from .budget import from_settings
+class LazyBudget:
+    """The revert budget, made on its first use: the engine consults it only before a write,
+    so a compliant run never imports oss2 (and the SDK it brings) at all."""
 
+    def __init__(self, make: Callable[[], Any], max_reverts: int) -> None:
+        self._make = make
+        self._budget: Any = None
+        self._lock = threading.Lock()
+        self.max_reverts = max_reverts
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._budget is None:
+                self._budget = self._make()
+            return self._budget
+
+    def check(self, account: str, now: Any = None) -> Any:
+        return self._get().check(account, now)
+
+    def record_in_background(self, account: str, now: Any = None, actor: str | None = None) -> Any:
+        return self._get().record_in_background(account, now, actor)
+
+
+def _budget(config: GuardConfig, context: Any, base: Credentials, deadline: float) -> Any:
+    """The revert budget, when GUARD_BUDGET_BUCKET is set; oss2 is imported only when a write
+    is due (``LazyBudget``)."""
+    settings = config.settings
+    if not settings.budget_bucket:
+        return None
     region = context_value(context, "region") or os.environ.get("FC_REGION")
-    return from_settings(config.settings, base, region, deadline=deadline)
+
+    def make() -> Any:
+        from .budget import from_settings
+
+        return from_settings(settings, base, region, deadline=deadline)
+
+    return LazyBudget(make, settings.max_reverts)
 
 
 def fanout_options(config: GuardConfig, context: Any) -> Any:
