@@ -463,3 +463,23 @@ def test_invoke_of_a_missing_event_file_names_the_file(compliant, baseline_env, 
     code, _, err = run(["invoke", "scheduled.handler", "events/no-such.json"], capsys)
     assert_one_line_error(code, err, "events/no-such.json", "No such file")
     assert_no_python(err)
+
+
+def test_nothing_listening_at_the_endpoint_is_one_short_line():
+    from secpref_guard.client import ApiError, ImsClient, RetryPolicy
+    from secpref_guard.credentials import Credentials
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    client = ImsClient(
+        f"http://127.0.0.1:{port}",
+        Credentials("test-key-id", "test-key-secret"),
+        retry=RetryPolicy(attempts=2, sleep=lambda seconds: None),
+    )
+    with pytest.raises(ApiError) as raised:
+        client.get_security_preference()
+    message = str(raised.value)
+    assert f"cannot reach http://127.0.0.1:{port}: connection refused" in message
+    for noise in ("HTTPConnection", "object at 0x", "Max retries", "urllib3", "Caused by"):
+        assert noise not in message, message

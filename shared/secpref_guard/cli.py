@@ -246,11 +246,12 @@ def run_targets(
 def _check_or_enforce(args: argparse.Namespace) -> int:
     """The CLI's mode: every target, checked or enforced in this process (never fanned out)."""
     report, config = run_targets(args.command, write=args.command == "enforce")
+    failed_all = bool(report.failures) and len(report.failures) == report.counts["accounts"]
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
-    else:
+    elif not failed_all:  # when nothing but failures, the error line below says it all
         print(render_report(report, config))
-    if report.failures:  # every account's outcome is above; the failure is one line here
+    if report.failures:  # the failure, in one line
         if args.debug:
             for account in report.accounts:
                 if account.error is not None:

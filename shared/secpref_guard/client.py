@@ -39,7 +39,7 @@ from . import fields as F
 from .credentials import Credentials
 from .errors import GuardError
 from .logs import silence_sdk_loggers
-from .scrub import api_message
+from .scrub import api_message, connection_problem
 
 if TYPE_CHECKING:
     from aliyunsdkcore.client import AcsClient
@@ -324,9 +324,11 @@ class RpcClient:
                 exc.get_request_id(),
             ) from None
         except parts["ClientException"] as exc:
-            raise ApiError(
-                action, exc.get_error_code() or "SDK.ClientError", exc.get_error_msg() or ""
-            ) from None
+            code = exc.get_error_code() or "SDK.ClientError"
+            message = exc.get_error_msg() or ""
+            if code in ("SDK.HttpError", "SDK.TimeoutError"):
+                message = connection_problem(message, self.endpoint)
+            raise ApiError(action, code, message) from None
         except IndexError:
             # aliyunsdkcore 2.16 splits a SignatureDoesNotMatch message on ':' unguarded.
             raise ApiError(
@@ -336,7 +338,9 @@ class RpcClient:
                 400,
             ) from None
         except OSError as exc:
-            raise ApiError(action, "SDK.HttpError", str(exc)) from None
+            raise ApiError(
+                action, "SDK.HttpError", connection_problem(str(exc), self.endpoint)
+            ) from None
         try:
             document = json.loads(body)
         except (ValueError, TypeError):

@@ -68,3 +68,21 @@ def register_url_secrets(url: str) -> None:
         register_secret(value)
     if parts.query:
         register_secret(parts.query)
+
+
+_ERRNO_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_TIMED_OUT = re.compile(r"(read|connect(ion)?) timed out", re.IGNORECASE)
+
+
+def connection_problem(message: str, endpoint: str) -> str:
+    """What an HTTP library's connection error says, in one short line: ``cannot reach
+    <endpoint>: connection refused`` instead of a pool's repr and object addresses."""
+    text = str(message)
+    reason = _ERRNO_REASON.search(text)
+    if reason:
+        why = reason.group(1).strip().rstrip(".").lower()
+    elif _TIMED_OUT.search(text):
+        why = _TIMED_OUT.search(text).group(0).lower()  # type: ignore[union-attr]
+    else:
+        why = "no answer"
+    return f"cannot reach {endpoint}: {why} (check the endpoint, and that it is reachable)"
