@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from fake_oss import DEFAULT_BUCKET, DEFAULT_ENDPOINT, FakeOss, mock_oss
-from secpref_guard.client import ImsClient, RetryPolicy
+from secpref_guard.client import RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
     DEFAULT_ACCESS_KEY_ID,
@@ -18,6 +18,7 @@ from secpref_guard.emulator import (
     ImsBackend,
     mock_endpoint,
 )
+from secpref_guard.ims import ImsClient
 
 ENDPOINT = "http://127.0.0.1:8765"
 ACCOUNT = DEFAULT_ACCOUNT

@@ -466,8 +466,9 @@ def test_invoke_of_a_missing_event_file_names_the_file(compliant, baseline_env, 
 
 
 def test_nothing_listening_at_the_endpoint_is_one_short_line():
-    from secpref_guard.client import ApiError, ImsClient, RetryPolicy
+    from secpref_guard.client import ApiError, RetryPolicy
     from secpref_guard.credentials import Credentials
+    from secpref_guard.ims import ImsClient
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -480,6 +481,6 @@ def test_nothing_listening_at_the_endpoint_is_one_short_line():
     with pytest.raises(ApiError) as raised:
         client.get_security_preference()
     message = str(raised.value)
-    assert f"cannot reach http://127.0.0.1:{port}: connection refused" in message
+    assert f"cannot reach http://127.0.0.1:{port}: Connection refused" in message
     for noise in ("HTTPConnection", "object at 0x", "Max retries", "urllib3", "Caused by"):
         assert noise not in message, message

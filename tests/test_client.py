@@ -21,7 +21,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 
 from secpref_guard import engine, logs
-from secpref_guard.client import ApiError, ImsClient, RetryPolicy
+from secpref_guard.client import ApiError, RetryPolicy
 from secpref_guard.config import load_config
 from secpref_guard.credentials import Credentials, CredentialsError, resolve
 from secpref_guard.emulator import (
@@ -32,6 +32,7 @@ from secpref_guard.emulator import (
     mock_endpoint,
 )
 from secpref_guard.emulator.mock import DEFAULT_ENDPOINT
+from secpref_guard.ims import ImsClient
 
 # An STS key of the guard's role: the token has the characters real tokens carry (/ + =).
 STS_KEY_ID = "STS.NUgYrLnoC37mZZCNnAbez2GjQ"

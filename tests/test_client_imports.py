@@ -18,7 +18,7 @@ import sys
 import textwrap
 import threading
 
-from secpref_guard.client import ImsClient, RetryPolicy, RpcClient
+from secpref_guard.client import RetryPolicy, RpcClient
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
     DEFAULT_ACCESS_KEY_ID,
@@ -28,13 +28,15 @@ from secpref_guard.emulator import (
     Emulator,
 )
 from secpref_guard.emulator.mock import DEFAULT_ENDPOINT
+from secpref_guard.ims import ImsClient
 
 OTHER_KEY = ("other-account-key", "other-account-secret", "1000000000000777")
 
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from secpref_guard.client import ImsClient, RetryPolicy
+    from secpref_guard.client import RetryPolicy
+    from secpref_guard.ims import ImsClient
     from secpref_guard.credentials import Credentials
 
     seen = {"after_import": sorted(m for m in ("aliyunsdkcore", "tenacity", "cryptography")

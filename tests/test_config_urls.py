@@ -19,11 +19,12 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from urllib3.util import parse_url
 
-from secpref_guard.client import ApiError, ImsClient, RetryPolicy
+from secpref_guard.client import ApiError, RetryPolicy
 from secpref_guard.config import ConfigError, load_config
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Emulator
 from secpref_guard.emulator.mock import SDK_SEND, mock_endpoint
+from secpref_guard.ims import ImsClient
 from secpref_guard.urls import endpoint as _endpoint
 from secpref_guard.urls import url as _url
 

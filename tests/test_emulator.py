@@ -22,7 +22,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 
 from secpref_guard import fields as F
-from secpref_guard.client import ApiError, ImsClient, RetryPolicy
+from secpref_guard.client import ApiError, RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
     DEFAULT_ACCESS_KEY_ID,
@@ -34,6 +34,7 @@ from secpref_guard.emulator import (
 )
 from secpref_guard.emulator.mock import DEFAULT_ENDPOINT, mock_endpoint
 from secpref_guard.emulator.models import documented_defaults
+from secpref_guard.ims import ImsClient
 
 KEY, SECRET = DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 GET, SET = "GetSecurityPreference", "SetSecurityPreference"

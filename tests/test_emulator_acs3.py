@@ -37,7 +37,7 @@ from alibabacloud_tea_openapi.utils_models import OpenApiRequest, Params
 from darabonba.runtime import RuntimeOptions
 
 from secpref_guard import fields as F
-from secpref_guard.client import ImsClient, RetryPolicy
+from secpref_guard.client import RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.acs3 import canonical_request, signature
@@ -45,6 +45,7 @@ from secpref_guard.emulator.mock import REQUESTS_SEND
 from secpref_guard.emulator.resourcemanager import Organisation, organisation
 from secpref_guard.emulator.server import BackgroundServer
 from secpref_guard.emulator.sts import role_arn
+from secpref_guard.ims import ImsClient
 
 HOST = "127.0.0.1:8765"
 ENDPOINT = f"http://{HOST}"

@@ -19,7 +19,7 @@ from fc2.auth import Auth
 from conftest import ENDPOINT
 from fc2_client import FunctionInvoker, fc_authorization
 from org_support import NO_SLEEP, ONE_TRY, REQUESTS_SEND, WORKER
-from secpref_guard.client import ApiError, ImsClient, RpcClient
+from secpref_guard.client import ApiError, RpcClient
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import BackgroundServer, mock_endpoint
 from secpref_guard.emulator.fc import ASYNC_PAYLOAD_LIMIT
@@ -29,6 +29,7 @@ from secpref_guard.emulator.resourcemanager import (
     Organisation,
     organisation,
 )
+from secpref_guard.ims import ImsClient
 from secpref_guard.member_access import STS_VERSION, StsClient
 
 

@@ -22,10 +22,11 @@ from aliyunsdkcore.retry.retry_policy import NO_RETRY_POLICY
 
 from secpref_guard import handlers, instance
 from secpref_guard import run as run_module
-from secpref_guard.client import ImsClient, RetryPolicy
+from secpref_guard.client import RetryPolicy
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.emulator.exceptions import EmulatedError
 from secpref_guard.emulator.models import ImsBackend
+from secpref_guard.ims import ImsClient
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -237,7 +237,7 @@ def test_retries_are_warning_lines_before_the_decision(
 def _without_waits(monkeypatch: pytest.MonkeyPatch, policy: Any) -> Any:
     from dataclasses import replace
 
-    from secpref_guard.client import ImsClient
+    from secpref_guard.ims import ImsClient
 
     no_wait = replace(policy(), sleep=lambda seconds: None)
     return lambda *args, **kwargs: ImsClient(*args, **kwargs, retry=no_wait)

@@ -19,10 +19,10 @@ import pytest
 
 from secpref_guard import engine
 from secpref_guard import fields as F
-from secpref_guard.client import ImsClient, Preference
 from secpref_guard.config import ConfigError, load_config
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.emulator.responses import IMS_VERSION
+from secpref_guard.ims import ImsClient, Preference
 
 ACCOUNT = DEFAULT_ACCOUNT
 TODAY = date(2026, 11, 25)

@@ -12,10 +12,11 @@ import pytest
 
 from conftest import ENDPOINT
 from org_support import NO_SLEEP, Clock
-from secpref_guard.client import ApiError, ImsClient
+from secpref_guard.client import ApiError
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.resourcemanager import Organisation, organisation
+from secpref_guard.ims import ImsClient
 from secpref_guard.member_access import AccessError, MemberCredentials, is_guard_session, role_arn
 
 

@@ -26,8 +26,9 @@ from aliyunsdkcore.http import http_response
 
 from secpref_guard import handlers
 from secpref_guard import run as run_module
-from secpref_guard.client import ImsClient, RetryPolicy
+from secpref_guard.client import RetryPolicy
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
+from secpref_guard.ims import ImsClient
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,38 +14,30 @@ What the SDK does by default and this module undoes (see the API reference):
   leaves this module is stripped of query strings and registered secrets;
 - a malformed ``SignatureDoesNotMatch`` makes the SDK raise ``IndexError``: caught here.
 
-What a run imports and builds, and when (a cold Function Compute start pays for every import):
-- the SDK is imported when the first client is made, not with this module; its RSA key-pair
-  signer's algorithm module, which pulls in ``cryptography`` (~20 ms) for a signer the guard
-  never uses, loads lazily, on first use only, whoever imports the SDK (oss2 does too);
-- one ``AcsClient`` per thread (its HTTP session, so connections are reused, and the endpoint
-  data every ``AcsClient()`` parses, 5-6 ms), shared by every ``RpcClient`` of that thread:
-  each call signs with its own client's key pair (see ``_call_once``);
-- tenacity only once a first try has failed with a retryable error.
+What a run imports, and when (a cold Function Compute start pays for every import): the SDK
+when the first client is made (sdk.py), tenacity only once a first try has failed with a
+retryable error. The settings' Get and Set are ims.py's.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import fields as F
 from .credentials import Credentials
 from .errors import GuardError
 from .logs import silence_sdk_loggers
 from .scrub import api_message, connection_problem
+from .sdk import sdk, thread_acs_client
 
 if TYPE_CHECKING:
     from aliyunsdkcore.client import AcsClient
     from tenacity import RetryCallState
 
-IMS_VERSION = "2019-08-15"
 RETRYABLE_CODES = frozenset(
     {
         "Throttling",
@@ -150,84 +142,6 @@ class CallLog:
     def count_call(self) -> None:
         with self._lock:
             self.calls += 1
-
-
-# Modules of the SDK that its import pulls in for features the guard never uses, loaded on
-# first attribute access instead (importlib's LazyLoader): the RSA key-pair signer's algorithm.
-_SDK_LAZY_MODULES = frozenset({"aliyunsdkcore.auth.algorithm.sha_hmac256"})
-_sdk_lock = threading.Lock()
-_sdk: dict[str, Any] = {}
-_threads = threading.local()
-
-
-class _LazySdkModules:
-    """A meta path finder that hands out the modules above with a LazyLoader, whoever imports
-    the SDK first (this module, or oss2, which imports it too). Installed when this module is
-    imported, before any SDK import: the handlers and the CLI import this module first."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in _SDK_LAZY_MODULES:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = importlib.util.LazyLoader(spec.loader)
-                return spec
-        return None
-
-
-if not any(isinstance(f, _LazySdkModules) for f in sys.meta_path):
-    sys.meta_path.insert(0, _LazySdkModules())
-
-
-def sdk() -> dict[str, Any]:
-    """The parts of aliyun-python-sdk-core this module uses, imported on first need."""
-    if not _sdk:
-        with _sdk_lock:
-            if not _sdk:
-                from aliyunsdkcore.acs_exception.exceptions import (
-                    ClientException,
-                    ServerException,
-                )
-                from aliyunsdkcore.auth.credentials import AccessKeyCredential
-                from aliyunsdkcore.auth.signers.access_key_signer import AccessKeySigner
-                from aliyunsdkcore.client import AcsClient
-                from aliyunsdkcore.request import CommonRequest
-
-                silence_sdk_loggers()  # the import may have created SDK loggers
-                _sdk.update(
-                    AcsClient=AcsClient,
-                    CommonRequest=CommonRequest,
-                    ClientException=ClientException,
-                    ServerException=ServerException,
-                    AccessKeyCredential=AccessKeyCredential,
-                    AccessKeySigner=AccessKeySigner,
-                )
-    return _sdk
-
-
-def thread_acs_client(region_id: str, connect_timeout: int, read_timeout: int) -> AcsClient:
-    """This thread's ``AcsClient`` for these settings, made once (no SDK retry). It holds no
-    usable key: every call sets the signer of the ``RpcClient`` that makes it."""
-    clients: dict[tuple[str, int, int], AcsClient] | None = getattr(_threads, "clients", None)
-    if clients is None:
-        clients = _threads.clients = {}
-    key = (region_id, connect_timeout, read_timeout)
-    acs = clients.get(key)
-    if acs is None:
-        acs = clients[key] = sdk()["AcsClient"](
-            ak="unset",
-            secret="unset",  # noqa: S106 - a placeholder: each call sets its own signer
-            region_id=region_id,
-            auto_retry=False,
-            connect_timeout=connect_timeout,
-            timeout=read_timeout,
-        )
-        silence_sdk_loggers()
-    return acs
 
 
 class RpcClient:
@@ -451,100 +365,3 @@ def _log_retry(state: RetryCallState) -> None:
             attempt=state.attempt_number,
             wait_seconds=round(state.upcoming_sleep, 3),
         )
-
-
-@dataclass(frozen=True)
-class Preference:
-    """One live setting of an account (the security preference, the password policy):
-    canonical values of the fields the account returned."""
-
-    values: dict[str, F.Value]
-    request_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # read-only fields, e.g. deprecated ones
-    # The Set parameter of each field as it was read, where its canonical rendering could
-    # differ (masks, verification types): what goes back when the field is not changed.
-    live_params: dict[str, str] = field(default_factory=dict)
-    setting: str = F.SECURITY_PREFERENCE.name  # which setting was read
-
-
-class ImsClient:
-    """The account-level settings of one account (IMS 2019-08-15): a Get and a Set for each
-    setting of the field tables (``fields.SETTINGS``)."""
-
-    def __init__(self, endpoint: str, credentials: Credentials, **kwargs: Any) -> None:
-        self.rpc = RpcClient(endpoint, IMS_VERSION, credentials, **kwargs)
-
-    @property
-    def log(self) -> CallLog:
-        return self.rpc.log
-
-    def get_setting(self, setting: F.Setting) -> Preference:
-        """Read one setting: its values, read-only fields and live parameters."""
-        document = self.rpc.call(setting.get_action)
-        body = document.get(setting.response_key)
-        if not isinstance(body, dict):
-            raise ApiError(
-                setting.get_action,
-                "InvalidResponse",
-                f"the response has no {setting.response_key} object",
-                request_id=document.get("RequestId"),
-            )
-        try:
-            values, live_params = setting.read_response(body)
-        except F.FieldValueError as exc:
-            raise ApiError(
-                setting.get_action,
-                "InvalidResponse",
-                str(exc),
-                request_id=document.get("RequestId"),
-            ) from None
-        extra = setting.read_only_values(body)
-        return Preference(values, document.get("RequestId"), extra, live_params, setting.name)
-
-    def set_setting(
-        self,
-        setting: F.Setting,
-        desired: Mapping[str, F.Value],
-        live: Preference | None = None,
-    ) -> str | None:
-        """Send these values of one setting (a complete desired state: the API may reset what
-        is omitted). A field of another setting in ``desired`` is refused, never dropped.
-
-        With ``live`` (the Get the values were derived from), a field whose value equals its
-        live value goes out exactly as it was read, not in its canonical rendering: the
-        masks ``10.1.2.3/24`` are sent back as ``10.1.2.3/24``, not ``10.1.2.0/24``."""
-        foreign = sorted(set(desired) - set(setting.by_api_name))
-        if foreign:
-            raise ValueError(f"{setting.set_action} does not take {', '.join(foreign)}")
-        if live is not None and live.setting != setting.name:
-            raise ValueError(f"the live values are of {live.setting}, not of {setting.name}")
-        params = setting.render_params(desired)
-        if live is not None:
-            for name, text in live.live_params.items():
-                if name in params and name in live.values and desired[name] == live.values[name]:
-                    params[name] = text
-        document = self.rpc.call(setting.set_action, params)
-        request_id = document.get("RequestId")
-        return request_id if isinstance(request_id, str) else None
-
-    # --- the security preference by its own names (the engine's calls before settings) ------
-
-    def get_security_preference(self) -> Preference:
-        return self.get_setting(F.SECURITY_PREFERENCE)
-
-    def set_security_preference(
-        self, values: Mapping[str, F.Value], live: Preference | None = None
-    ) -> str | None:
-        """``set_setting`` of the security preference; a field of another setting in
-        ``values`` is left out of SetSecurityPreference (the engine's baseline may hold them
-        before it runs each setting on its own)."""
-        own = {k: v for k, v in values.items() if k in F.SECURITY_PREFERENCE.by_api_name}
-        return self.set_setting(F.SECURITY_PREFERENCE, own, live)
-
-    def get_password_policy(self) -> Preference:
-        return self.get_setting(F.PASSWORD_POLICY)
-
-    def set_password_policy(
-        self, values: Mapping[str, F.Value], live: Preference | None = None
-    ) -> str | None:
-        return self.set_setting(F.PASSWORD_POLICY, values, live)

@@ -26,9 +26,9 @@ from datetime import date, datetime, timezone
 from typing import Any, Protocol
 
 from . import fields as F
-from .client import ImsClient, Preference
 from .config import GuardConfig
 from .errors import GuardError
+from .ims import ImsClient, Preference
 from .logs import event
 from .report import AccountReport, Action, Drift
 

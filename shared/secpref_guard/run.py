@@ -22,12 +22,13 @@ from typing import Any
 
 from . import engine
 from .batch import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAYLOAD, make_batches
-from .client import ApiError, ImsClient, RetryPolicy
+from .client import ApiError, RetryPolicy
 from .config import GuardConfig
 from .credentials import Credentials
 from .directory import Directory
 from .dispatch import DEFAULT_CONCURRENCY, dispatch, map_bounded
 from .errors import GuardError, describe, log_fields
+from .ims import ImsClient
 from .logs import bind, event
 from .member_access import AccessError, MemberCredentials
 from .report import AccountReport, Actor, RunReport, Trigger

@@ -80,9 +80,9 @@ def connection_problem(message: str, endpoint: str) -> str:
     text = str(message)
     reason = _ERRNO_REASON.search(text)
     if reason:
-        why = reason.group(1).strip().rstrip(".").lower()
+        why = reason.group(1).strip()
     elif _TIMED_OUT.search(text):
-        why = _TIMED_OUT.search(text).group(0).lower()  # type: ignore[union-attr]
+        why = _TIMED_OUT.search(text).group(0).capitalize() + "."  # type: ignore[union-attr]
     else:
         why = "no answer"
-    return f"cannot reach {endpoint}: {why} (check the endpoint, and that it is reachable)"
+    return f"cannot reach {endpoint}: {why.rstrip('.')}. Check the endpoint, and that it is up."

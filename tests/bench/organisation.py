@@ -55,7 +55,6 @@ from aliyunsdkcore.endpoint.default_endpoint_resolver import DefaultEndpointReso
 from results import Report, Row
 
 from secpref_guard.batch import DEFAULT_BATCH_SIZE, parse_batch
-from secpref_guard.client import ImsClient
 from secpref_guard.config import GuardConfig, load_config
 from secpref_guard.credentials import Credentials
 from secpref_guard.directory import LIST_PAGE_SIZE, Directory, ResourceManagerClient
@@ -63,6 +62,7 @@ from secpref_guard.dispatch import DEFAULT_CONCURRENCY
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.resourcemanager import Organisation, organisation
 from secpref_guard.events import parse_timer
+from secpref_guard.ims import ImsClient
 from secpref_guard.logs import configure
 from secpref_guard.modes import batch_candidates, every_target, timer_trigger
 from secpref_guard.report import RunReport

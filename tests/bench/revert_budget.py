@@ -40,7 +40,6 @@ from results import Report, Row
 
 from secpref_guard import engine
 from secpref_guard.budget import RevertBudget, open_bucket
-from secpref_guard.client import ImsClient
 from secpref_guard.config import load_config
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
@@ -50,6 +49,7 @@ from secpref_guard.emulator import (
     Emulator,
     mock_endpoint,
 )
+from secpref_guard.ims import ImsClient
 from secpref_guard.logs import configure
 
 TESTS = Path(__file__).resolve().parent.parent

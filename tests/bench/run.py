@@ -81,7 +81,6 @@ from results import Report, Row
 from revert_budget import bench_budget
 
 from secpref_guard import engine
-from secpref_guard.client import IMS_VERSION, ImsClient
 from secpref_guard.config import load_config
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
@@ -91,6 +90,7 @@ from secpref_guard.emulator import (
     Emulator,
     mock_endpoint,
 )
+from secpref_guard.ims import IMS_VERSION, ImsClient
 from secpref_guard.logs import configure, silence_sdk_loggers
 
 HERE = Path(__file__).resolve().parent
