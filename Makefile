@@ -65,12 +65,16 @@ demo: venv
 	export BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS=false BASELINE_ENABLE_SAVE_MFA_TICKET=false; \
 	export BASELINE_MFA_OPERATION_FOR_LOGIN=mandatory BASELINE_LOGIN_SESSION_DURATION=4; \
 	export BASELINE_LOGIN_NETWORK_MASKS="10.0.0.0/8;192.168.0.0/16"; \
+	export BASELINE_PASSWORD_MINIMUM_LENGTH=14 BASELINE_PASSWORD_REQUIRE_SYMBOLS=true; \
+	export BASELINE_PASSWORD_MAX_LOGIN_ATTEMPTS=5; \
 	unset GUARD_MODE GUARD_PRESET; \
 	echo "== starting the IMS emulator; someone has loosened the account's security preference"; \
+	echo "   and password policy (its minimum length of 20 is stricter than the baseline's 14)"; \
 	log=$$(mktemp); \
 	$(BIN)/secpref-guard emulator --port $(DEMO_PORT) \
 		--set AllowUserToManageAccessKeys=true --set EnableSaveMFATicket=true \
-		--set LoginNetworkMasks="192.168.0.0/16" --set LoginSessionDuration=24 > $$log 2>&1 & pid=$$!; \
+		--set LoginNetworkMasks="192.168.0.0/16" --set LoginSessionDuration=24 \
+		--set MinimumPasswordLength=20 --set MaxLoginAttemps=0 > $$log 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true; rm -f $$log' EXIT; \
 	for _ in $$(seq 100); do grep -q serving $$log && break; kill -0 $$pid || break; sleep 0.1; done; \
 	cat $$log; grep -q serving $$log || { echo "the emulator did not start" >&2; exit 1; }; \
@@ -80,7 +84,10 @@ demo: venv
 	$(BIN)/secpref-guard enforce; \
 	echo; echo "== secpref-guard check   (exit 0: compliant)"; \
 	$(BIN)/secpref-guard check; \
-	echo; echo "demo finished: drift found, reverted and verified"
+	echo; echo "== the stricter minimum length was left alone (secpref-guard report, CSV)"; \
+	$(BIN)/secpref-guard report | sed -n '1p;/MinimumPasswordLength/p'; \
+	echo; echo "demo finished: drift in both settings found, reverted and verified;" \
+		"a stricter field left as it was"
 
 # The deployable code directory for template.yml (CODE, build/code by default): handler files at
 # its root, the library, and the pinned dependencies built for Function Compute's platform whatever
