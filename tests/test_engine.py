@@ -477,3 +477,36 @@ def test_the_outcome_document_has_status_drift_and_reason(emulator, client):
     assert document["api_calls"] == 3
     assert len(document["request_ids"]) == 3
     json.dumps(document)  # the handlers return it as JSON
+
+
+def test_a_set_tried_again_after_throttling_is_planned_on_a_fresh_read(
+    emulator, loosened_account, client
+):
+    """The wait before a throttled Set's next try is a window in which an admin may change a
+    field outside the baseline: the retry reads again and keeps that change."""
+    emulator.ims.inject_fault("Throttling.User", 400, action=SET, times=1)
+    handle = emulator.handle
+    sets = 0
+
+    def handling(*args):
+        nonlocal sets
+        reply = handle(*args)
+        if any(SET in str(a) for a in args[:2]):
+            sets += 1
+            if sets == 1:  # the throttled try: an admin acts during the wait
+                emulator.ims.put(ACCOUNT, LoginNetworkMasks="172.16.0.0/12")
+        return reply
+
+    emulator.handle = handling
+    loosened_account.put(ACCOUNT, LoginSessionDuration=12)
+
+    outcome = engine.run(
+        client, config_for({"LoginSessionDuration": 4}), account=ACCOUNT, today=TODAY
+    )
+
+    assert actions(emulator) == [GET, SET, GET, SET, GET]
+    assert outcome.status == "reverted"
+    assert outcome.changed_during_run == ("LoginNetworkMasks",)
+    state = emulator.ims.state(ACCOUNT)
+    assert state["LoginNetworkMasks"] == frozenset({"172.16.0.0/12"})  # kept, not rolled back
+    assert state["LoginSessionDuration"] == 4

@@ -270,7 +270,9 @@ def test_a_transient_fault_is_retried_once_and_the_run_succeeds(
     failing = failing_action(call)
     assert guard.attempts(failing) == normal_attempts(failing) + 1
     other = GET if failing == SET else SET
-    assert guard.attempts(other) == normal_attempts(other)
+    # a Set tried again after its wait is planned on a fresh read: one more Get
+    replanned = 1 if failing == SET else 0
+    assert guard.attempts(other) == normal_attempts(other) + replanned
     assert len(guard.clock.waits) == 1
     assert_exponential_with_jitter(guard.clock.waits)
 

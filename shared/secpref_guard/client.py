@@ -192,14 +192,23 @@ class RpcClient:
         """The calling thread's SDK client."""
         return thread_acs_client(self._region_id, *self._sdk_timeouts)
 
-    def call(self, action: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """One logical call: retried on transient failures, ApiError when it finally fails."""
-        return with_retries(
-            self.retry,
-            action,
-            lambda left: self._call_once(action, params or {}, left),
-            deadline=self.deadline,
-        )
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, str] | Callable[[int], Mapping[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """One logical call: retried on transient failures, ApiError when it finally fails.
+        ``params`` may be a function of the try's number (1, 2, ...), asked before each try:
+        a write retried after a wait can be planned again on a fresh read."""
+        tries = 0
+
+        def one_try(left: float | None) -> dict[str, Any]:
+            nonlocal tries
+            tries += 1
+            sent = params(tries) if callable(params) else params
+            return self._call_once(action, sent or {}, left)
+
+        return with_retries(self.retry, action, one_try, deadline=self.deadline)
 
     def _call_once(
         self, action: str, params: Mapping[str, str], seconds_left: float | None = None

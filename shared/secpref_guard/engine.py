@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Protocol
@@ -256,22 +257,9 @@ def _run(
     for i, r in enumerate(reads):
         if r.to_revert and time.monotonic() - r.at > STALE_READ_SECONDS:
             again = _read(client, config, r.setting, outcome.account, today)
-            changed += [
-                name
-                for name in dict.fromkeys([*r.live.values, *again.live.values])
-                if name not in config.baseline
-                and r.live.values.get(name) != again.live.values.get(name)
-            ]
+            changed += _changed_outside(config, r, again)
             reads[i] = again
-    outcome.changed_during_run = tuple(changed)
-    if changed:
-        event(
-            logging.WARNING,
-            "a field outside the baseline changed while the guard was about to write: "
-            "the new value is kept",
-            account=outcome.account,
-            fields=changed,
-        )
+    _note_changes(outcome, changed)
     _note_reads(outcome, config, reads)
     written = [r for r in reads if r.to_revert]
     if not written:  # someone else put the account right meanwhile
@@ -291,8 +279,15 @@ def _run(
     unknown: set[str] = set()  # settings whose write failed: their state is not known
     try:
         for r in written:
+
+            def replan(r: _Read = r) -> _Read:
+                """A Set tried again after a wait: planned on a fresh read."""
+                again = _read(client, config, r.setting, outcome.account, today)
+                _note_changes(outcome, [*changed, *_changed_outside(config, r, again)])
+                return again
+
             try:
-                after.update(_write_and_verify(client, r))
+                after.update(_write_and_verify(client, r, replan))
             except VerificationError as exc:
                 after.update(exc.after)
                 raise
@@ -340,11 +335,47 @@ def _unread(r: _Read) -> list[str]:
     return [f.api_name for f in r.setting.fields if f.api_name not in r.live.values]
 
 
-def _write_and_verify(client: ImsClient, r: _Read) -> dict[str, F.Value | None]:
+def _changed_outside(config: GuardConfig, before: _Read, after: _Read) -> list[str]:
+    """Fields outside the baseline whose value differs between two reads of a setting."""
+    return [
+        name
+        for name in dict.fromkeys([*before.live.values, *after.live.values])
+        if name not in config.baseline
+        and before.live.values.get(name) != after.live.values.get(name)
+    ]
+
+
+def _note_changes(outcome: AccountReport, changed: list[str]) -> None:
+    new = [name for name in dict.fromkeys(changed) if name not in outcome.changed_during_run]
+    outcome.changed_during_run = tuple(dict.fromkeys([*outcome.changed_during_run, *changed]))
+    if new:
+        event(
+            logging.WARNING,
+            "a field outside the baseline changed while the guard was about to write: "
+            "the new value is kept",
+            account=outcome.account,
+            fields=new,
+        )
+
+
+def _write_and_verify(
+    client: ImsClient, r: _Read, replan: Callable[[], _Read] | None = None
+) -> dict[str, F.Value | None]:
     """Send the setting's complete desired state, read it back; the values after the write.
-    Unchanged fields go back exactly as read (masks not normalised), changed ones as rendered."""
+    Unchanged fields go back exactly as read (masks not normalised), changed ones as rendered.
+    A Set tried again after a failed try (throttling waits first) is planned anew on a fresh
+    read (``replan``), so a change made meanwhile to a field outside the baseline is kept."""
+    plan = {"read": r}
+
+    def fresh_plan() -> tuple[dict[str, F.Value], Preference]:
+        plan["read"] = replan() if replan is not None else plan["read"]
+        return desired_state(plan["read"].live, plan["read"].drifts), plan["read"].live
+
+    request_id = client.set_setting(
+        r.setting, desired_state(r.live, r.drifts), live=r.live, replan=fresh_plan
+    )
+    r = plan["read"]
     desired = desired_state(r.live, r.drifts)
-    request_id = client.set_setting(r.setting, desired, live=r.live)
     fresh = client.get_setting(r.setting)
     after = {d.field: fresh.values.get(d.field) for d in r.drifts}
     mismatches = [

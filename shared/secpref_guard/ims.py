@@ -3,7 +3,7 @@ each setting of the field tables (``fields.SETTINGS``), with the values as read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,23 +67,21 @@ class ImsClient:
         setting: F.Setting,
         desired: Mapping[str, F.Value],
         live: Preference | None = None,
+        replan: Callable[[], tuple[Mapping[str, F.Value], Preference]] | None = None,
     ) -> str | None:
         """Send these values of one setting (a complete desired state: the API may reset what
         is omitted). A field of another setting in ``desired`` is refused, never dropped.
 
         With ``live`` (the Get the values were derived from), a field whose value equals its
         live value goes out exactly as it was read, not in its canonical rendering: the
-        masks ``10.1.2.3/24`` are sent back as ``10.1.2.3/24``, not ``10.1.2.0/24``."""
-        foreign = sorted(set(desired) - set(setting.by_api_name))
-        if foreign:
-            raise ValueError(f"{setting.set_action} does not take {', '.join(foreign)}")
-        if live is not None and live.setting != setting.name:
-            raise ValueError(f"the live values are of {live.setting}, not of {setting.name}")
-        params = setting.render_params(desired)
-        if live is not None:
-            for name, text in live.live_params.items():
-                if name in params and name in live.values and desired[name] == live.values[name]:
-                    params[name] = text
+        masks ``10.1.2.3/24`` are sent back as ``10.1.2.3/24``, not ``10.1.2.0/24``. With
+        ``replan``, a try after a failed one (a throttled Set waits before it tries again) sends
+        what ``replan()`` returns instead, planned on a fresh read."""
+
+        def params(attempt: int) -> dict[str, str]:
+            values, read = (desired, live) if attempt == 1 or replan is None else replan()
+            return _params(setting, values, read)
+
         document = self.rpc.call(setting.set_action, params)
         request_id = document.get("RequestId")
         return request_id if isinstance(request_id, str) else None
@@ -109,3 +107,19 @@ class ImsClient:
         self, values: Mapping[str, F.Value], live: Preference | None = None
     ) -> str | None:
         return self.set_setting(F.PASSWORD_POLICY, values, live)
+
+
+def _params(
+    setting: F.Setting, desired: Mapping[str, F.Value], live: Preference | None
+) -> dict[str, str]:
+    foreign = sorted(set(desired) - set(setting.by_api_name))
+    if foreign:
+        raise ValueError(f"{setting.set_action} does not take {', '.join(foreign)}")
+    if live is not None and live.setting != setting.name:
+        raise ValueError(f"the live values are of {live.setting}, not of {setting.name}")
+    params = setting.render_params(desired)
+    if live is not None:
+        for name, text in live.live_params.items():
+            if name in params and name in live.values and desired[name] == live.values[name]:
+                params[name] = text
+    return params
