@@ -144,7 +144,7 @@ BUDGET_RECORD_WAIT_SECONDS = 15.0
 # A write planned on a read older than this reads again first (the revert budget's store, or a
 # slow network, can stand between the two), so that a change made meanwhile to a field outside
 # the baseline is kept, not rolled back. A compliant run never pays for it.
-STALE_READ_SECONDS = 0.25
+STALE_READ_SECONDS = 0.5
 
 
 @dataclass
