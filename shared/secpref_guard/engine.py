@@ -27,11 +27,12 @@ from datetime import date, datetime, timezone
 from typing import Any, Protocol
 
 from . import fields as F
+from .compare import compare, desired_state
 from .config import GuardConfig
 from .errors import GuardError
 from .ims import ImsClient, Preference
 from .logs import event
-from .report import AccountReport, Action, Drift
+from .report import AccountReport, Drift
 
 
 class VerificationError(GuardError):
@@ -63,65 +64,6 @@ class VerificationError(GuardError):
             "mismatches": self.mismatches,
             "request_id": self.request_id,
         }
-
-
-def compare(config: GuardConfig, live: Preference, account: str, today: date) -> list[Drift]:
-    """Every baseline field of the live setting that is not at least as strict as the
-    baseline (or not equal, for exact fields), with the action the policy allows."""
-    settings = config.settings
-    setting = F.setting(live.setting)
-    drifts: list[Drift] = []
-    for api_name, expected in config.baseline_of(setting).items():
-        f = F.field(api_name)
-        actual = live.values.get(api_name)
-        exact = config.is_exact(api_name)
-        if f.satisfies(actual, expected, exact):
-            continue
-        action: Action = "revert"
-        note = ""
-        if api_name in settings.report_only_fields:
-            action, note = "report-only", "listed in GUARD_REPORT_ONLY_FIELDS"
-        elif actual is not None and not exact and not f.documented(actual):
-            # a value the API does not document (added later?) may be stricter than the
-            # baseline: reported for a person to judge, never overwritten with a weaker one
-            action = "report-only"
-            note = f"{f.display(actual)!r} is not a value the guard knows: not written"
-        else:
-            for exemption in settings.exemptions:
-                if exemption.account == account and api_name in exemption.fields:
-                    if exemption.active_on(today):
-                        action = "exempt"
-                        note = f"exempt until {exemption.until.isoformat()}: {exemption.reason}"
-                        break  # an active exemption wins over any expired one
-                    else:
-                        note = (
-                            f"exemption expired on {exemption.until.isoformat()} "
-                            f"({exemption.reason})"
-                        )
-        if action == "revert" and config.dry_run:
-            action = "dry-run"
-        drifts.append(
-            Drift(
-                api_name,
-                actual,
-                expected,
-                action,
-                config.source_of(api_name),
-                note,
-                setting=setting.name,
-                rule=f.rule(expected, exact),
-            )
-        )
-    return drifts
-
-
-def desired_state(live: Preference, drifts: list[Drift]) -> dict[str, F.Value]:
-    """Live values of every field the account returned, baseline values of the reverted ones."""
-    desired: dict[str, F.Value] = dict(live.values)
-    for d in drifts:
-        if d.action == "revert":
-            desired[d.field] = d.expected
-    return desired
 
 
 def _today() -> date:
