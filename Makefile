@@ -76,8 +76,9 @@ demo: venv
 		--set LoginNetworkMasks="192.168.0.0/16" --set LoginSessionDuration=24 \
 		--set MinimumPasswordLength=20 --set MaxLoginAttemps=0 > $$log 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true; rm -f $$log' EXIT; \
-	for _ in $$(seq 100); do grep -q serving $$log && break; kill -0 $$pid || break; sleep 0.1; done; \
-	cat $$log; grep -q serving $$log || { echo "the emulator did not start" >&2; exit 1; }; \
+	for _ in $$(seq 100); do grep -q serving $$log && break; kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+	grep -q serving $$log || { sed "s/pass another --port/run make demo DEMO_PORT=<another port>/" $$log >&2; \
+		test -s $$log || echo "the emulator did not start" >&2; exit 1; }; cat $$log; \
 	echo; echo "== secpref-guard check   (exit 2: drift)"; \
 	$(BIN)/secpref-guard check && exit 1 || test $$? -eq 2; \
 	echo; echo "== secpref-guard enforce (writes the complete desired state, then re-reads)"; \
