@@ -78,9 +78,12 @@ def worker_batch() -> bytes:
     return batch.payload()
 
 
-def result_document() -> dict[str, Any]:
-    """The audit-event function's result for `events/set-by-ram-user.json`: the emulator's
-    account with AccessKey self-management switched on, a baseline of that one field."""
+def audit_event_run(
+    state: Mapping[str, str], baseline: Mapping[str, str]
+) -> tuple[dict[str, Any], Any]:
+    """The audit-event function, loaded as Function Compute loads it, on
+    `events/set-by-ram-user.json` against the emulator's account in ``state``: its result
+    document and the run report its notification channels were handed."""
     from secpref_guard import handlers
     from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
 
@@ -89,7 +92,7 @@ def result_document() -> dict[str, Any]:
         "GUARD_IMS_ENDPOINT": ENDPOINT,
         "GUARD_SELF_ROLE": "secpref-guard-role",
         "GUARD_LOG_LEVEL": "ERROR",  # the function's log lines are not the example
-        "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
+        **baseline,
     }
     context = LocalContext(
         request_id="c0ffee00-0000-4000-8000-000000000001",
@@ -98,16 +101,45 @@ def result_document() -> dict[str, Any]:
         account_id=DEFAULT_ACCOUNT,
     )
     handler = load_handler("audit_event.handler", ROOT / "functions")
-    with environment(variables), mock_endpoint(Emulator.with_default_key(), ENDPOINT) as emulator:
-        emulator.ims.put(DEFAULT_ACCOUNT, AllowUserToManageAccessKeys="true")
-        handlers.reset_instance()
-        try:
-            document: dict[str, Any] = json.loads(
-                handler((EVENTS / "set-by-ram-user.json").read_bytes(), context)
-            )
-        finally:
+    notified: list[Any] = []
+    channels = handlers.notify
+    handlers.notify = lambda config, context, report: notified.append(report)
+    try:
+        with environment(variables), mock_endpoint(Emulator.with_default_key(), ENDPOINT) as emu:
+            emu.ims.put(DEFAULT_ACCOUNT, **state)
             handlers.reset_instance()
+            document = json.loads(handler((EVENTS / "set-by-ram-user.json").read_bytes(), context))
+    finally:
+        handlers.notify = channels
+        handlers.reset_instance()
+    (report,) = notified
+    return document, report
+
+
+def result_document() -> dict[str, Any]:
+    """The result for the event when the account lets RAM users manage their AccessKeys and
+    the baseline is that one field."""
+    document, _ = audit_event_run(
+        {"AllowUserToManageAccessKeys": "true"},
+        {"BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false"},
+    )
     return document
+
+
+def dingtalk_message() -> str:
+    """The DingTalk text of the event's run when the console session was lengthened and the
+    network masks narrowed, the masks being report-only."""
+    from secpref_guard.notify.render import render_markdown
+
+    _, report = audit_event_run(
+        {"LoginSessionDuration": "24", "LoginNetworkMasks": "192.168.0.0/16"},
+        {
+            "BASELINE_LOGIN_SESSION_DURATION": "4",
+            "BASELINE_LOGIN_NETWORK_MASKS": "10.0.0.0/8;192.168.0.0/16",
+            "GUARD_REPORT_ONLY_FIELDS": "LoginNetworkMasks",
+        },
+    )
+    return str(render_markdown(report)) + "\n"
 
 
 def check_output() -> tuple[int, str]:
@@ -167,6 +199,7 @@ def fresh_blocks() -> dict[str, tuple[str, str]]:
     return {
         "result": ("json", json.dumps(result_document(), indent=2) + "\n"),
         "check": ("text", check),
+        "dingtalk": ("", dingtalk_message()),
     }
 
 
@@ -176,8 +209,7 @@ def stale(text: str) -> list[str]:
     names = []
     if normalised(json.loads(block(text, "result"))) != normalised(json.loads(fresh["result"][1])):
         names.append("result")
-    if block(text, "check") != fresh["check"][1]:
-        names.append("check")
+    names += [name for name in ("check", "dingtalk") if block(text, name) != fresh[name][1]]
     return names
 
 

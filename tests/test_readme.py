@@ -288,3 +288,11 @@ def test_the_readme_says_three_functions_as_the_template_does() -> None:
     try_section = text.split("## Try every event locally\n", 1)[1].split("\n## ", 1)[0]
     assert [e for e in events if f"`{e}`" not in try_section] == []
     assert [e for e in events if f"events/{e}" not in try_section] == []
+
+
+def test_every_variable_the_guard_reads_is_documented() -> None:
+    """A variable the configuration knows (and so accepts) has its own `NAME` in the README."""
+    from secpref_guard.config import known_variables
+
+    text = README.read_text(encoding="utf-8")
+    assert sorted(v for v in known_variables() if f"`{v}`" not in text) == []
