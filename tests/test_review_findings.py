@@ -133,7 +133,6 @@ def test_a_full_last_page_is_not_taken_for_the_end_of_the_directory() -> None:
     assert len(members) == 250
 
 
-@pytest.mark.xfail(strict=True, reason="the worker's sample event lands with the README work")
 def test_events_holds_a_worker_batch_that_the_worker_reads() -> None:
     readable = []
     for path in sorted((ROOT / "events").glob("*.json")):
