@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -192,7 +193,8 @@ def test_every_sh_example_runs_as_written(tmp_path: Path) -> None:
     )
     try:
         assert emulator.stdout is not None
-        started = emulator.stdout.readline()
+        ready, _, _ = select.select([emulator.stdout], [], [], 60)
+        started = emulator.stdout.readline() if ready else "(nothing within 60 s)"
         assert f"serving http://127.0.0.1:{port}" in started, started
         (tmp_path / "examples.sh").write_text(script(run, port, str(results)))
         subprocess.run(
