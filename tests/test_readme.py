@@ -274,6 +274,15 @@ def test_the_development_tree_names_every_file() -> None:
         name = path.name + ("/" if path.is_dir() else "")
         if (path.suffix == ".py" or path.is_dir()) and name not in named:
             missing.append(str(path.relative_to(library)))
+    starts = {line.split()[0] for line in tree.splitlines() if line and not line[0].isspace()}
+    for top in [ROOT, ROOT / "shared"]:
+        for path in sorted(top.iterdir()):
+            if not path.is_dir() or path.name.startswith(".") or path.name.endswith("egg-info"):
+                continue
+            if path.name in ("__pycache__", "build") or path == ROOT / "shared":
+                continue
+            if f"{path.relative_to(ROOT)}/" not in starts:
+                missing.append(f"{path.relative_to(ROOT)}/")
     assert not missing, f"the README's Development tree does not name {missing}"
 
 
