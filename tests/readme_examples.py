@@ -42,6 +42,8 @@ DEMO_STATE = {
     "EnableSaveMFATicket": "true",
     "LoginNetworkMasks": "192.168.0.0/16",
     "LoginSessionDuration": "24",
+    "MinimumPasswordLength": "20",
+    "MaxLoginAttemps": "0",
 }
 DEMO_BASELINE = {
     "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
@@ -49,6 +51,9 @@ DEMO_BASELINE = {
     "BASELINE_MFA_OPERATION_FOR_LOGIN": "mandatory",
     "BASELINE_LOGIN_SESSION_DURATION": "4",
     "BASELINE_LOGIN_NETWORK_MASKS": "10.0.0.0/8;192.168.0.0/16",
+    "BASELINE_PASSWORD_MINIMUM_LENGTH": "14",
+    "BASELINE_PASSWORD_REQUIRE_SYMBOLS": "true",
+    "BASELINE_PASSWORD_MAX_LOGIN_ATTEMPTS": "5",
 }
 # the worker sample: the own account of the emulator's key and a second account, in one batch
 WORKER_ACCOUNTS = (DEFAULT_ACCOUNT, "2345678901234567")

@@ -109,8 +109,8 @@ def test_the_check_example_is_the_cli_of_check() -> None:
 
     status, out = check_output()
     assert status == 2
-    assert out.startswith("account self (check): drift in 5 of 5 baseline fields\n")
-    assert out.count("would revert") == 5
+    assert out.startswith("account self (check): drift in 7 of 8 baseline fields\n")
+    assert out.count("would revert") == 7
     assert "dry-run" not in out
     assert block(README.read_text(encoding="utf-8"), "check") == out
 
