@@ -2,7 +2,7 @@
 
 Every other module (configuration, client, drift engine, emulator, template checks, docs tests)
 derives what it needs from ``SETTINGS``: each ``Setting`` is one Get/Set pair of IMS actions,
-its response object and its table of ``Field`` s (base.py says what a field records). A new
+its response object and its table of ``Field`` s (field.py says what a field records). A new
 setting is one table module here, listed in ``SETTINGS``.
 
 ``FIELDS``, ``BY_API_NAME``, ``BY_ENV_VAR`` and ``field()`` cover every field of every setting
