@@ -374,3 +374,17 @@ def _log_retry(state: RetryCallState) -> None:
             attempt=state.attempt_number,
             wait_seconds=round(state.upcoming_sleep, 3),
         )
+
+
+class RpcService:
+    """A client of one API of one endpoint: its calls go through one RpcClient, whose call log
+    the run's report counts. Subclasses name the API ``VERSION`` and add its actions."""
+
+    VERSION = ""
+
+    def __init__(self, endpoint: str, credentials: Credentials, **kwargs: Any) -> None:
+        self.rpc = RpcClient(endpoint, self.VERSION, credentials, **kwargs)
+
+    @property
+    def log(self) -> CallLog:
+        return self.rpc.log

@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .client import ApiError, CallLog, RpcClient
-from .credentials import Credentials
+from .client import ApiError, RpcService
 
 RESOURCEMANAGER_VERSION = "2020-03-31"
 LIST_PAGE_SIZE = 100  # ListAccounts' maximum
@@ -61,15 +60,10 @@ class MemberAccount:
         return self.status in USABLE_STATUSES
 
 
-class ResourceManagerClient:
+class ResourceManagerClient(RpcService):
     """ListAccounts and GetAccount of the directory the guard's account manages."""
 
-    def __init__(self, endpoint: str, credentials: Credentials, **kwargs: Any) -> None:
-        self.rpc = RpcClient(endpoint, RESOURCEMANAGER_VERSION, credentials, **kwargs)
-
-    @property
-    def log(self) -> CallLog:
-        return self.rpc.log
+    VERSION = RESOURCEMANAGER_VERSION
 
     def get_account(self, account_id: str) -> MemberAccount | None:
         """The member, or None when the account is not a member of the directory."""

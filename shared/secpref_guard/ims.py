@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import fields as F
-from .client import ApiError, CallLog, RpcClient
-from .credentials import Credentials
+from .client import ApiError, RpcService
 
 IMS_VERSION = "2019-08-15"
 
@@ -28,16 +27,11 @@ class Preference:
     setting: str = F.SECURITY_PREFERENCE.name  # which setting was read
 
 
-class ImsClient:
+class ImsClient(RpcService):
     """The account-level settings of one account (IMS 2019-08-15): a Get and a Set for each
     setting of the field tables (``fields.SETTINGS``)."""
 
-    def __init__(self, endpoint: str, credentials: Credentials, **kwargs: Any) -> None:
-        self.rpc = RpcClient(endpoint, IMS_VERSION, credentials, **kwargs)
-
-    @property
-    def log(self) -> CallLog:
-        return self.rpc.log
+    VERSION = IMS_VERSION
 
     def get_setting(self, setting: F.Setting) -> Preference:
         """Read one setting: its values, read-only fields and live parameters."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .client import ApiError, CallLog, RpcClient
+from .client import ApiError, RpcService
 from .config import Settings
 from .credentials import Credentials
 from .errors import GuardError
@@ -75,15 +75,10 @@ class AccessError(GuardError):
         }
 
 
-class StsClient:
+class StsClient(RpcService):
     """STS AssumeRole with the guard's own credentials."""
 
-    def __init__(self, endpoint: str, credentials: Credentials, **kwargs: Any) -> None:
-        self.rpc = RpcClient(endpoint, STS_VERSION, credentials, **kwargs)
-
-    @property
-    def log(self) -> CallLog:
-        return self.rpc.log
+    VERSION = STS_VERSION
 
     def get_caller_identity(self) -> str:
         """The account id of the credentials' owner (STS GetCallerIdentity)."""
