@@ -327,17 +327,17 @@ def test_an_unowned_field_the_account_does_not_return_is_not_sent(
 # --- the window between the read and the write ---------------------------------------------
 
 
-def change_after_first_read(emulator, **values):
-    """Someone changes the account right after the guard's first read."""
+def change_after_first(emulator, action, **values):
+    """Someone changes the account right after the guard's first call of ``action``."""
     handle = emulator.handle
-    reads = 0
+    seen = 0
 
     def handling(*args):
-        nonlocal reads
+        nonlocal seen
         reply = handle(*args)
-        if any(GET in str(a) for a in args[:2]):
-            reads += 1
-            if reads == 1:
+        if any(action in str(a) for a in args[:2]):
+            seen += 1
+            if seen == 1:
                 emulator.ims.put(ACCOUNT, **values)
         return reply
 
@@ -349,7 +349,7 @@ def test_a_write_on_a_stale_read_reads_again_and_keeps_what_changed_meanwhile(
 ):
     monkeypatch.setattr(engine, "STALE_READ_SECONDS", 0.0)  # every write counts as stale
     idle = 180 if loosened_account.state(ACCOUNT)["MaxIdleDaysForUsers"] != 180 else 365
-    change_after_first_read(emulator, LoginNetworkMasks="172.16.0.0/12", MaxIdleDaysForUsers=idle)
+    change_after_first(emulator, GET, LoginNetworkMasks="172.16.0.0/12", MaxIdleDaysForUsers=idle)
 
     outcome = engine.run(
         client, config_for({"LoginSessionDuration": 4}), account=ACCOUNT, today=TODAY
@@ -380,7 +380,7 @@ def test_drift_put_right_by_someone_else_meanwhile_is_not_written(
     emulator, loosened_account, client, monkeypatch
 ):
     monkeypatch.setattr(engine, "STALE_READ_SECONDS", 0.0)
-    change_after_first_read(emulator, LoginSessionDuration=4)
+    change_after_first(emulator, GET, LoginSessionDuration=4)
 
     outcome = engine.run(
         client, config_for({"LoginSessionDuration": 4}), account=ACCOUNT, today=TODAY
@@ -485,19 +485,8 @@ def test_a_set_tried_again_after_throttling_is_planned_on_a_fresh_read(
     """The wait before a throttled Set's next try is a window in which an admin may change a
     field outside the baseline: the retry reads again and keeps that change."""
     emulator.ims.inject_fault("Throttling.User", 400, action=SET, times=1)
-    handle = emulator.handle
-    sets = 0
-
-    def handling(*args):
-        nonlocal sets
-        reply = handle(*args)
-        if any(SET in str(a) for a in args[:2]):
-            sets += 1
-            if sets == 1:  # the throttled try: an admin acts during the wait
-                emulator.ims.put(ACCOUNT, LoginNetworkMasks="172.16.0.0/12")
-        return reply
-
-    emulator.handle = handling
+    # the throttled try: an admin acts during the wait
+    change_after_first(emulator, SET, LoginNetworkMasks="172.16.0.0/12")
     loosened_account.put(ACCOUNT, LoginSessionDuration=12)
 
     outcome = engine.run(

@@ -29,6 +29,7 @@ from evidence_support import (  # noqa: F401 - directory_fixture: the fixture
     directory_fixture,
     report,
 )
+from readme_examples import DEMO_BASELINE, DEMO_STATE  # `make demo`'s emulator and baseline
 from secpref_guard.config import load_config
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator, mock_endpoint
 from secpref_guard.evidence import Evidence, Row
@@ -467,24 +468,6 @@ def test_a_long_report_shows_progress_on_stderr(
 # --- the README's examples are this code's output -----------------------------------------
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-DEMO_STATE = {  # `make demo`'s emulator (its --set flags)
-    "AllowUserToManageAccessKeys": "true",
-    "EnableSaveMFATicket": "true",
-    "LoginNetworkMasks": "192.168.0.0/16",
-    "LoginSessionDuration": "24",
-    "MinimumPasswordLength": "20",
-    "MaxLoginAttemps": "0",
-}
-DEMO_BASELINE = {  # `make demo`'s baseline
-    "BASELINE_ALLOW_USER_TO_MANAGE_ACCESS_KEYS": "false",
-    "BASELINE_ENABLE_SAVE_MFA_TICKET": "false",
-    "BASELINE_MFA_OPERATION_FOR_LOGIN": "mandatory",
-    "BASELINE_LOGIN_SESSION_DURATION": "4",
-    "BASELINE_LOGIN_NETWORK_MASKS": "10.0.0.0/8;192.168.0.0/16",
-    "BASELINE_PASSWORD_MINIMUM_LENGTH": "14",
-    "BASELINE_PASSWORD_REQUIRE_SYMBOLS": "true",
-    "BASELINE_PASSWORD_MAX_LOGIN_ATTEMPTS": "5",
-}
 
 
 def readme_block(language: str) -> str:
