@@ -36,6 +36,8 @@ from secpref_guard.emulator.mock import DEFAULT_ENDPOINT, mock_endpoint
 from secpref_guard.emulator.models import documented_defaults
 from secpref_guard.ims import ImsClient
 
+SP = F.SECURITY_PREFERENCE  # the grouped setting these tests read and render
+
 KEY, SECRET = DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 GET, SET = "GetSecurityPreference", "SetSecurityPreference"
 ERROR_KEYS = {"Code", "Message", "RequestId", "HostId", "Recommend"}
@@ -330,7 +332,7 @@ def test_a_new_account_starts_at_the_documented_defaults(emu):
     status, body = call(emu, {"Action": GET})
 
     assert status == 200
-    assert F.parse_response(body["SecurityPreference"]) == documented_defaults()
+    assert SP.parse_response(body["SecurityPreference"]) == documented_defaults()
     login = body["SecurityPreference"]["LoginProfilePreference"]
     assert login["LoginNetworkMasks"] == ""
     assert login["OperationForRiskLogin"] == "autonomous"
@@ -430,7 +432,7 @@ def test_an_ignored_set_answers_success_and_changes_nothing(emu):
 def test_the_set_response_echoes_the_new_state(emu):
     status, body = call(emu, {"Action": SET, "MFAOperationForLogin": "mandatory"})
     assert status == 200
-    assert F.parse_response(body["SecurityPreference"])["MFAOperationForLogin"] == "mandatory"
+    assert SP.parse_response(body["SecurityPreference"])["MFAOperationForLogin"] == "mandatory"
 
 
 def test_calls_record_only_the_actions_own_parameters(emu):

@@ -19,6 +19,8 @@ from samples import sample_values
 from secpref_guard import fields as F
 from secpref_guard.emulator.models import documented_defaults
 
+SP = F.SECURITY_PREFERENCE  # the grouped setting these tests read and render
+
 FIELD_IDS = [f.api_name for f in F.FIELDS]
 SP_FIELDS = F.SECURITY_PREFERENCE.fields
 
@@ -91,7 +93,7 @@ def test_the_settings_are_the_interfaces():
     )
     assert len(pp.fields) == 13
     assert pp.flat
-    assert sp.groups == F.GROUPS
+    assert sp.groups[0] == "LoginProfilePreference"
     assert F.setting_of("MaxLoginAttemps") is pp
     assert F.setting_of("LoginSessionDuration") is sp
     assert set(F.BY_API_NAME) == {f.api_name for s in F.SETTINGS for f in s.fields}
@@ -110,7 +112,7 @@ def test_unknown_field_name_lists_the_known_ones():
 
 
 def test_the_deprecated_risk_login_field_is_never_enforceable():
-    assert "OperationForRiskLogin" in F.READ_ONLY_FIELDS
+    assert "OperationForRiskLogin" in F.SECURITY_PREFERENCE.read_only
     assert "OperationForRiskLogin" not in F.BY_API_NAME
 
 
@@ -139,13 +141,13 @@ def test_the_sdks_str_of_python_values_is_rejected_as_a_parameter(f):
 
 
 def test_booleans_are_rendered_as_lower_case_json_literals():
-    params = F.render_params({"EnableSaveMFATicket": True, "AllowUserToChangePassword": False})
+    params = SP.render_params({"EnableSaveMFATicket": True, "AllowUserToChangePassword": False})
     assert params == {"EnableSaveMFATicket": "true", "AllowUserToChangePassword": "false"}
 
 
 def test_render_params_sends_only_the_given_fields_in_table_order():
     values = {"MaxIdleDaysForUsers": 90, "EnableSaveMFATicket": False, "LoginSessionDuration": 4}
-    assert list(F.render_params(values)) == [
+    assert list(SP.render_params(values)) == [
         "EnableSaveMFATicket",
         "LoginSessionDuration",
         "MaxIdleDaysForUsers",
@@ -153,11 +155,11 @@ def test_render_params_sends_only_the_given_fields_in_table_order():
 
 
 def test_no_restriction_is_sent_as_an_explicit_empty_string():
-    assert F.render_params({"LoginNetworkMasks": frozenset()}) == {"LoginNetworkMasks": ""}
+    assert SP.render_params({"LoginNetworkMasks": frozenset()}) == {"LoginNetworkMasks": ""}
 
 
 def test_verification_types_are_sent_as_one_json_array_parameter():
-    params = F.render_params({"VerificationTypes": frozenset({"sms", "email"})})
+    params = SP.render_params({"VerificationTypes": frozenset({"sms", "email"})})
     assert params == {"VerificationTypes": '["email","sms"]'}
 
 
@@ -167,16 +169,16 @@ def test_verification_types_are_sent_as_one_json_array_parameter():
 def test_a_full_response_reads_back_as_the_values_it_was_rendered_from():
     values = documented_defaults()
     values.update(LoginNetworkMasks=frozenset({"10.0.0.0/8"}), MaxIdleDaysForUsers=90)
-    assert F.parse_response(F.render_response(values)) == values
+    assert SP.parse_response(SP.render_response(values)) == values
 
 
 def test_a_field_the_account_does_not_return_is_left_out_not_false():
-    body = F.render_response(documented_defaults())
+    body = SP.render_response(documented_defaults())
     del body["AccessKeyPreference"]["AllowUserToManageServiceCredentials"]
     body["PersonalInfoPreference"]["AllowUserToManagePersonalDingTalk"] = None
     del body["MaxIdleDays"]
 
-    values = F.parse_response(body)
+    values = SP.parse_response(body)
 
     for absent in (
         "AllowUserToManageServiceCredentials",
@@ -189,10 +191,10 @@ def test_a_field_the_account_does_not_return_is_left_out_not_false():
 
 
 def test_an_unreadable_response_value_names_its_place():
-    body = F.render_response(documented_defaults())
+    body = SP.render_response(documented_defaults())
     body["LoginProfilePreference"]["LoginSessionDuration"] = [6]
     with pytest.raises(F.FieldValueError, match=r"LoginProfilePreference\.LoginSessionDuration"):
-        F.parse_response(body)
+        SP.parse_response(body)
 
 
 @pytest.mark.parametrize(
@@ -375,8 +377,7 @@ def test_a_password_field_the_account_does_not_return_is_unknown_and_a_bad_one_i
 def test_each_setting_renders_only_its_own_fields():
     values = {"MinimumPasswordLength": 14, "LoginSessionDuration": 4}
     assert F.PASSWORD_POLICY.render_params(values) == {"MinimumPasswordLength": "14"}
-    assert F.SECURITY_PREFERENCE.render_params(values) == {"LoginSessionDuration": "4"}
-    assert F.render_params(values) == {"LoginSessionDuration": "4"}  # the old entry point
+    assert SP.render_params(values) == {"LoginSessionDuration": "4"}
 
 
 # --- at least as strict ------------------------------------------------------------------------

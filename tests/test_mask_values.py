@@ -24,6 +24,8 @@ from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.emulator.responses import IMS_VERSION
 from secpref_guard.ims import ImsClient, Preference
 
+SP = F.SECURITY_PREFERENCE  # the grouped setting these tests read and render
+
 ACCOUNT = DEFAULT_ACCOUNT
 TODAY = date(2026, 11, 25)
 GET, SET = "GetSecurityPreference", "SetSecurityPreference"
@@ -224,11 +226,11 @@ def test_reading_accepts_any_value_the_api_returns_without_the_input_limits():
 
 
 def test_a_response_reads_back_the_exact_text_of_masks_and_verification_types():
-    body = F.render_response({"LoginSessionDuration": 6, "EnableSaveMFATicket": True})
+    body = SP.render_response({"LoginSessionDuration": 6, "EnableSaveMFATicket": True})
     body["LoginProfilePreference"]["LoginNetworkMasks"] = "10.1.2.3/24; 192.168.7.9"
     body["VerificationPreference"]["VerificationTypes"] = {"VerificationType": ["sms", "email"]}
 
-    values, live = F.read_response(body)
+    values, live = SP.read_response(body)
 
     assert values["LoginNetworkMasks"] == frozenset({"10.1.2.0/24", "192.168.7.9/32"})
     assert values["VerificationTypes"] == frozenset({"sms", "email"})
@@ -236,7 +238,7 @@ def test_a_response_reads_back_the_exact_text_of_masks_and_verification_types():
         "LoginNetworkMasks": "10.1.2.3/24; 192.168.7.9",
         "VerificationTypes": '["sms","email"]',
     }
-    assert F.parse_response(body) == values
+    assert SP.parse_response(body) == values
 
 
 def test_the_emulator_checks_a_set_parameter_on_the_text_as_sent():

@@ -80,7 +80,8 @@ class ImsClient(RpcService):
         request_id = document.get("RequestId")
         return request_id if isinstance(request_id, str) else None
 
-    # --- the security preference by its own names (the engine's calls before settings) ------
+    # --- each setting by the API's own names (for scripts and tests; the engine uses the
+    # generic pair above)
 
     def get_security_preference(self) -> Preference:
         return self.get_setting(F.SECURITY_PREFERENCE)
@@ -89,8 +90,7 @@ class ImsClient(RpcService):
         self, values: Mapping[str, F.Value], live: Preference | None = None
     ) -> str | None:
         """``set_setting`` of the security preference; a field of another setting in
-        ``values`` is left out of SetSecurityPreference (the engine's baseline may hold them
-        before it runs each setting on its own)."""
+        ``values`` is left out of SetSecurityPreference, never sent."""
         own = {k: v for k, v in values.items() if k in F.SECURITY_PREFERENCE.by_api_name}
         return self.set_setting(F.SECURITY_PREFERENCE, own, live)
 

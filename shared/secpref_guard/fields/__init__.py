@@ -21,7 +21,6 @@ comparison: a field the guard does not change is sent back as the Get returned i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from .field import Field
 from .password_policy import PASSWORD_POLICY
@@ -43,11 +42,9 @@ __all__ = [
     "BY_API_NAME",
     "BY_ENV_VAR",
     "FIELDS",
-    "GROUPS",
     "MAX_LOGIN_NETWORK_MASKS",
     "MAX_LOGIN_NETWORK_MASKS_CHARS",
     "PASSWORD_POLICY",
-    "READ_ONLY_FIELDS",
     "SECURITY_PREFERENCE",
     "SETTINGS",
     "VERIFICATION_TYPE_CHOICES",
@@ -60,10 +57,6 @@ __all__ = [
     "field",
     "normalise_masks",
     "normalise_verification_types",
-    "parse_response",
-    "read_response",
-    "render_params",
-    "render_response",
     "setting",
     "setting_of",
 ]
@@ -76,10 +69,6 @@ BY_ENV_VAR: Mapping[str, Field] = {f.env_var: f for f in FIELDS}
 _BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 if len(BY_API_NAME) != len(FIELDS) or len(BY_ENV_VAR) != len(FIELDS):
     raise ImportError("field API names and variables must be unique across settings")
-
-# The security preference's, kept for the modules written before settings were data.
-GROUPS: tuple[str, ...] = SECURITY_PREFERENCE.groups
-READ_ONLY_FIELDS: Mapping[str, str | None] = SECURITY_PREFERENCE.read_only
 
 
 def field(api_name: str) -> Field:
@@ -102,26 +91,3 @@ def setting(name: str) -> Setting:
 def setting_of(api_name: str) -> Setting:
     """The setting a field belongs to."""
     return _BY_NAME[field(api_name).setting]
-
-
-def parse_response(security_preference: Mapping[str, Any]) -> dict[str, Value]:
-    """Canonical values of a GetSecurityPreference response's SecurityPreference object."""
-    return SECURITY_PREFERENCE.parse_response(security_preference)
-
-
-def read_response(
-    security_preference: Mapping[str, Any],
-) -> tuple[dict[str, Value], dict[str, str]]:
-    """``SECURITY_PREFERENCE.read_response``: values and live parameters."""
-    return SECURITY_PREFERENCE.read_response(security_preference)
-
-
-def render_response(values: Mapping[str, Value]) -> dict[str, Any]:
-    """The SecurityPreference object of a Get response for these values (emulator side)."""
-    return SECURITY_PREFERENCE.render_response(values)
-
-
-def render_params(values: Mapping[str, Value]) -> dict[str, str]:
-    """SetSecurityPreference query parameters for these values, in table order; a field of
-    another setting is never rendered into them."""
-    return SECURITY_PREFERENCE.render_params(values)
