@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from . import report_command
+from . import instance, report_command
 from .client import ApiError
 from .config import ConfigError, GuardConfig, load_config
 from .control_policy import PolicyError
@@ -168,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, the traceback with --debug
         message = f"internal error: {exc} (run again with --debug for the details)"
         return _fail(args, UsageError(message), exc)
+    finally:
+        # the process exits next: its exit need not collect what the command imported
+        instance.freeze_imports()
     raise AssertionError(args.command)  # pragma: no cover
 
 

@@ -8,7 +8,9 @@ until the runtime recycles the instance (``reset`` forgets them, as a new instan
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,28 @@ _directory_base: list[Credentials | None] = [None]  # the credentials its client
 # the rest is for the revert budget, notifications and the runtime.
 API_TIME_SHARE = 0.5
 DEFAULT_FUNCTION_TIMEOUT = 60
+
+
+_frozen_modules = 0  # len(sys.modules) when freeze_imports last froze
+
+
+def freeze_imports() -> None:
+    """Take what the process has imported out of the cyclic garbage collector's sight.
+
+    Modules, classes, pydantic's schemas and the SDK's endpoint data live as long as the
+    process. Left in the collector's generations, every full collection walks them again:
+    during later runs, and at the interpreter's exit, where a cold command-line run spent
+    75-130 ms collecting them (``make bench``). ``gc.freeze`` moves every object tracked now
+    to the permanent generation, which collections skip; reference counting still frees them.
+    It runs only when the process imported something since it last ran (the first
+    invocations of an instance), so the cyclic garbage it keeps for good is that of those few
+    invocations, never of every run.
+    """
+    global _frozen_modules
+    with _lock:
+        if len(sys.modules) != _frozen_modules:
+            gc.freeze()
+            _frozen_modules = len(sys.modules)
 
 
 def reset() -> None:
