@@ -1,5 +1,5 @@
-"""Trigger payloads as typed models: the timer payload, the EventBridge CloudEvents envelope and
-the ActionTrail record inside it.
+"""The audit event as typed models: the EventBridge CloudEvents envelope and the ActionTrail
+record inside it (the timer's payload is timer.py's: a timer run never builds these models).
 
 Handlers ask for "the ActionTrail record of this event" (``parse_audit_event``) and never dig
 through dictionaries. Every malformed payload raises ``EventError`` naming the offending field.
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .fields import SETTINGS
-from .payloads import MAX_DEPTH, MAX_EVENT_BYTES, EventError, load_json
+from .payloads import MAX_DEPTH, MAX_EVENT_BYTES, EventError, explain, load_json
 
 __all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "EventError", "load_json"]
 
@@ -23,26 +23,6 @@ __all__ = ["MAX_DEPTH", "MAX_EVENT_BYTES", "EventError", "load_json"]
 SETTING_EVENTS: dict[str, str] = {name: s.name for s in SETTINGS for name in s.events}
 # A console change is recorded by the IMS service; an API call may carry Ims or Ram.
 RELEVANT_SERVICES = frozenset({"ims", "ram"})
-
-
-class TimerPayload(BaseModel):
-    """What a Function Compute timer trigger sends (all optional for a manual invocation)."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    trigger_time: str | None = Field(
-        None,
-        alias="triggerTime",
-        description="UTC time the timer fired",
-        examples=["2026-11-25T04:00:00Z"],
-    )
-    trigger_name: str | None = Field(
-        None,
-        alias="triggerName",
-        description="the trigger's name in template.yml",
-        examples=["every-5-minutes"],
-    )
-    payload: str | None = Field(None, description="the trigger's configured payload string")
 
 
 class UserIdentity(BaseModel):
@@ -191,25 +171,6 @@ class AuditEvent(BaseModel):
         )
 
 
-def _explain(exc: ValidationError, prefix: str) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"])
-    where = f"{prefix}.{where}" if prefix and where else (prefix or where)
-    return f"{where}: {error['msg']}"
-
-
-def parse_timer(event: bytes | str | dict | None) -> TimerPayload:
-    document = load_json(event, "timer payload")
-    if document is None:
-        return TimerPayload()
-    if not isinstance(document, dict):
-        raise EventError(f"timer payload: expected a JSON object, got {type(document).__name__}")
-    try:
-        return TimerPayload.model_validate(document)
-    except ValidationError as exc:
-        raise EventError(f"timer payload: {_explain(exc, '')}") from None
-
-
 def parse_audit_event(event: bytes | str | dict | None) -> AuditEvent:
     """The ActionTrail record of an EventBridge envelope, or of a bare record."""
     document = load_json(event, "audit event")
@@ -221,7 +182,7 @@ def parse_audit_event(event: bytes | str | dict | None) -> AuditEvent:
         try:
             envelope = CloudEvent.model_validate(document)
         except ValidationError as exc:
-            raise EventError(f"audit event envelope: {_explain(exc, '')}") from None
+            raise EventError(f"audit event envelope: {explain(exc, '')}") from None
         data = envelope.data
         if isinstance(data, str):
             # Some targets deliver data as a JSON string rather than an object.
@@ -241,5 +202,5 @@ def parse_audit_event(event: bytes | str | dict | None) -> AuditEvent:
     try:
         record = ActionTrailRecord.model_validate(data)
     except ValidationError as exc:
-        raise EventError(f"audit event: {_explain(exc, prefix)}") from None
+        raise EventError(f"audit event: {explain(exc, prefix)}") from None
     return AuditEvent(record=record, envelope=envelope)

@@ -114,9 +114,9 @@ def worker(event_bytes: Any, context: Any) -> str:
 
 
 def _timer_run(config: GuardConfig, event_bytes: Any, context: Any) -> RunReport:
-    from .events import parse_timer
     from .modes import every_target, timer_trigger
     from .run import run
+    from .timer import parse_timer
 
     trigger = timer_trigger(parse_timer(event_bytes))
     services = instance.services(config, context)
@@ -201,6 +201,18 @@ def _invoke(
     context: Any,
     mode: Callable[[GuardConfig, Any, Any], RunReport],
 ) -> str:
+    try:
+        return _invoke_mode(trigger, event_bytes, context, mode)
+    finally:
+        instance.freeze_imports()  # what this invocation imported stays for the instance's life
+
+
+def _invoke_mode(
+    trigger: str,
+    event_bytes: Any,
+    context: Any,
+    mode: Callable[[GuardConfig, Any, Any], RunReport],
+) -> str:
     _setup_logging()
     started = time.perf_counter()
     own = instance.own_account(context)
@@ -258,15 +270,18 @@ def notify(config: GuardConfig, context: Any, report: RunReport) -> None:
     """Tell people about a revert, drift left behind, a contested account or a failure.
 
     Channels are optional; a failed notification is logged by the notifier and never fails the
-    enforcement. The notifier (and `requests`) is imported only when a channel is configured.
+    enforcement. The notifier (and `requests`) is imported only when a channel is configured
+    and the report is news.
     """
     settings = config.settings
     if not (settings.dingtalk_webhook or settings.webhook_url or settings.eventbridge_bus):
         return
-    from .notify import DedupWindow, Notifier, should_notify
+    from .notify.policy import should_notify
 
     if not should_notify(report):
-        return
+        return  # the channels and `requests` stay unimported
+    from .notify import DedupWindow, Notifier
+
     global _dedup_window
     with _instance_lock:  # one window per instance, even for concurrent first requests
         if _dedup_window is None:

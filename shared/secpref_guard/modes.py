@@ -20,7 +20,8 @@ from .scope import Candidate
 
 if TYPE_CHECKING:  # the audit-event models are built only on the audit path
     from .batch import Batch
-    from .events import AuditEvent, TimerPayload
+    from .events import AuditEvent
+    from .timer import TimerPayload
 
 
 def every_target(settings: Settings, directory: Directory | None) -> tuple[str, list[Candidate]]:

@@ -52,6 +52,14 @@ def load_json(event: bytes | str | dict | None, what: str) -> Any:
         raise EventError(f"{what}: not JSON ({exc.msg} at position {exc.pos})") from None
 
 
+def explain(exc: Any, prefix: str) -> str:
+    """A pydantic ``ValidationError`` of a payload in one line: where (under ``prefix``), what."""
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    where = f"{prefix}.{where}" if prefix and where else (prefix or where)
+    return f"{where}: {error['msg']}"
+
+
 def _nesting(text: str) -> int:
     """The deepest bracket nesting outside strings (cheap; guards json's recursion)."""
     depth = deepest = 0

@@ -61,12 +61,12 @@ from secpref_guard.directory import LIST_PAGE_SIZE, Directory, ResourceManagerCl
 from secpref_guard.dispatch import DEFAULT_CONCURRENCY
 from secpref_guard.emulator import mock_endpoint
 from secpref_guard.emulator.resourcemanager import Organisation, organisation
-from secpref_guard.events import parse_timer
 from secpref_guard.ims import ImsClient
 from secpref_guard.logs import configure
 from secpref_guard.modes import batch_candidates, every_target, timer_trigger
 from secpref_guard.report import RunReport
 from secpref_guard.run import DEFAULT_IN_PROCESS_THRESHOLD, FanoutOptions, Services, run
+from secpref_guard.timer import parse_timer
 
 ENDPOINT = "http://127.0.0.1:8765"
 REQUESTS_SEND = "requests.adapters.HTTPAdapter.send"  # the FC invoker's (ordinary) requests

@@ -18,11 +18,26 @@ Secrets are scrubbed from everything they log or return by ../scrub.py.
 
 from __future__ import annotations
 
-from .channel import ChannelResult
-from .dedup import DedupWindow
-from .eventbridge import eventbridge_signature, eventbridge_string_to_sign
-from .notifier import Notifier
-from .policy import should_notify
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .channel import ChannelResult
+    from .dedup import DedupWindow
+    from .eventbridge import eventbridge_signature, eventbridge_string_to_sign
+    from .notifier import Notifier
+    from .policy import should_notify
+
+# Each name is imported from its module on first use: a run that is not notified (a compliant
+# one, say) imports only policy.py, never the channels nor `requests` (issue 13).
+_HOMES = {
+    "ChannelResult": "channel",
+    "DedupWindow": "dedup",
+    "eventbridge_signature": "eventbridge",
+    "eventbridge_string_to_sign": "eventbridge",
+    "Notifier": "notifier",
+    "should_notify": "policy",
+}
 
 __all__ = [
     "ChannelResult",
@@ -32,3 +47,9 @@ __all__ = [
     "eventbridge_string_to_sign",
     "should_notify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
