@@ -178,6 +178,32 @@ def test_build_has_handlers_at_its_root_and_nothing_the_runtime_does_not_need(
     assert binaries
     tag = "cpython-{}{}-x86_64-linux-gnu".format(*built.version)
     assert all(tag in b or "abi3" in b for b in binaries), binaries
+    sources = {".pyi", ".pyx", ".pxd", ".pxi", ".c", ".h"}
+    assert [p for p in code.rglob("*") if p.suffix in sources] == []
+
+
+def elf_sections(path: Path) -> set[str]:
+    """The section names of a 64-bit little-endian ELF file (a compiled extension)."""
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF", path
+    assert (data[4], data[5]) == (2, 1), path  # 64-bit, little-endian
+    offset = int.from_bytes(data[0x28:0x30], "little")
+    size, count, names = (int.from_bytes(data[i : i + 2], "little") for i in (0x3A, 0x3C, 0x3E))
+    headers = [data[offset + i * size : offset + (i + 1) * size] for i in range(count)]
+    table = int.from_bytes(headers[names][0x18:0x20], "little")
+    found = set()
+    for header in headers:
+        start = table + int.from_bytes(header[:4], "little")
+        found.add(data[start : data.index(b"\0", start)].decode())
+    return found
+
+
+def test_compiled_extensions_ship_without_symbol_tables_or_debug_sections(built: Build) -> None:
+    for binary in built.code.rglob("*.so"):
+        sections = elf_sections(binary)
+        assert ".dynsym" in sections, binary  # what the dynamic loader needs
+        unneeded = {s for s in sections if s == ".symtab" or s.startswith(".debug")}
+        assert unneeded == set(), (binary, unneeded)
 
 
 def test_every_pinned_distribution_is_deployed_or_left_out_on_purpose(built: Build) -> None:
@@ -228,7 +254,9 @@ HANDLER_SCRIPT = CONTEXT + textwrap.dedent(
     result = json.loads(handler(sys.argv[3].encode(), Context()))
     deployed = [m for m in ("responses", "pytest", "yaml") if m in sys.modules]
     loaded = sorted({n.split(".")[0] for n in sys.modules})
-    print(json.dumps({"result": result, "unexpected": deployed, "loaded": loaded}))
+    guard = sorted(n for n in sys.modules if n.startswith("secpref_guard."))
+    print(json.dumps({"result": result, "unexpected": deployed, "loaded": loaded,
+                      "guard": guard, "frozen": __import__("gc").get_freeze_count()}))
     """
 )
 CLI_SCRIPT = (
@@ -322,6 +350,30 @@ def test_a_run_that_does_not_fan_out_never_loads_cryptography(
     assert outcome["result"]["status"] == "reverted"
     assert "oss2" in outcome["loaded"]  # the budget, which imports the IMS SDK too
     assert "cryptography" not in outcome["loaded"]
+
+
+def test_a_compliant_timer_run_imports_only_what_it_needs(
+    built: Build, runtime: Path, servers: Servers
+) -> None:
+    """Issue 13: no audit-event models, revert budget store, notifier, retry machinery or FC
+    3.0 SDK on a compliant timer run; what it imported is frozen out of the collector's sight."""
+    servers.control("compliant")
+    env = guard_env(servers, GUARD_DINGTALK_WEBHOOK=f"{servers.ims}/_bench/sink")
+    outcome = invoke(built, runtime, "scheduled.handler", TIMER, env)
+    assert outcome["result"]["status"] == "compliant"
+    unneeded = {"oss2", "tenacity", "cryptography", "alibabacloud_fc20230330", "requests"}
+    assert unneeded.isdisjoint(outcome["loaded"]), unneeded & set(outcome["loaded"])
+    assert "aliyunsdkcore" in outcome["loaded"]
+    for module in (
+        "events",
+        "budget",
+        "notify.notifier",
+        "notify.dingtalk",
+        "worker_invoke",
+        "timer",
+    ):
+        assert (f"secpref_guard.{module}" in outcome["guard"]) == (module == "timer"), module
+    assert outcome["frozen"] > 10_000  # the modules, classes and schemas of the cold start
 
 
 def calls_since(servers: Servers, mark: int) -> list[str]:
