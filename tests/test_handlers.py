@@ -3,7 +3,10 @@ with the sample events in events/ against the emulator (both Set semantics)."""
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from secpref_guard import handlers
+from secpref_guard import handlers, instance
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
 
@@ -139,6 +142,45 @@ def test_timer_on_a_compliant_account_costs_one_read(
     assert result["status"] == "compliant"
     assert result["drift"] == []
     assert [c.action for c in emulator.ims.calls] == ["GetSecurityPreference"]
+
+
+class Cycle:
+    """An object that refers to itself: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_what_an_invocation_imported_is_frozen_once_and_later_garbage_still_collected(
+    emulator: Emulator, baseline: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: after an invocation, what it imported leaves the collector's generations
+    (gc.freeze); an invocation that imports nothing new freezes nothing, so a cycle it made is
+    still collected."""
+    handler = load(SCHEDULED)
+    monkeypatch.setattr(instance, "_frozen_modules", 0)  # as in a new instance
+    gc.unfreeze()
+    try:
+        handler(event("timer.json"), context())
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000
+        assert instance._frozen_modules == len(sys.modules)
+
+        cycles: list[weakref.ref[Cycle]] = []
+        services = instance.services
+
+        def services_making_a_cycle(*args: Any) -> Any:
+            cycles.append(weakref.ref(Cycle()))
+            return services(*args)
+
+        monkeypatch.setattr(instance, "services", services_making_a_cycle)
+        handler(event("timer.json"), context())
+        assert gc.get_freeze_count() <= frozen  # nothing frozen (some frozen objects freed)
+        assert len(cycles) == 1
+        gc.collect()
+        assert cycles[0]() is None
+    finally:
+        gc.unfreeze()
 
 
 def test_timer_accepts_an_empty_manual_invocation(
