@@ -6,7 +6,6 @@ accepts. Nothing is read from the environment anywhere else.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -348,6 +347,8 @@ def _check_names(env: Mapping[str, str]) -> None:
                 f"is not a variable secpref-guard knows: names are case-sensitive; "
                 f"did you mean {by_upper[upper]}?",
             )
+        import difflib  # only for this error: a cold start does not pay for it
+
         close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.8)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ConfigError(name, f"is not a variable secpref-guard knows{hint}")
