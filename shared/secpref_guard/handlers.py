@@ -201,10 +201,13 @@ def _invoke(
     context: Any,
     mode: Callable[[GuardConfig, Any, Any], RunReport],
 ) -> str:
+    # What the instance imported before (the handler's modules) and during this invocation
+    # stays for its life: out of the collector's sight, before the run imports more, and after.
+    instance.freeze_imports()
     try:
         return _invoke_mode(trigger, event_bytes, context, mode)
     finally:
-        instance.freeze_imports()  # what this invocation imported stays for the instance's life
+        instance.freeze_imports()
 
 
 def _invoke_mode(
