@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    instance.freeze_imports()  # as the handlers do: the run's imports need not collect ours
     # The table (or JSON) on stdout is the CLI's output and an error is one line on stderr; JSON
     # log lines only when GUARD_LOG_LEVEL or --debug asks for them.
     level = os.environ.get("GUARD_LOG_LEVEL", "").strip().upper() or "CRITICAL"
