@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from fake_oss import DEFAULT_BUCKET, DEFAULT_ENDPOINT, FakeOss, mock_oss
+from secpref_guard import instance
 from secpref_guard.client import RetryPolicy
 from secpref_guard.credentials import Credentials
 from secpref_guard.emulator import (
@@ -31,6 +32,15 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_PREFIXES) or name == "DEBUG":
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_freezing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handlers and the CLI run in this process too: they would freeze pytest's own heap
+    (instance.freeze_imports), and later tests' garbage with it. Only tests marked ``freezes``
+    let them; the build's tests run them in their own processes."""
+    if request.node.get_closest_marker("freezes") is None:
+        monkeypatch.setattr(instance, "freeze_imports", lambda: None)
 
 
 @pytest.fixture(params=["reset", "keep"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,36 +152,64 @@ class Cycle:
         self.me = self
 
 
-def test_what_an_invocation_imported_is_frozen_once_and_later_garbage_still_collected(
+@pytest.mark.freezes
+def test_an_invocation_freezes_the_imports_before_its_run_and_after_and_later_garbage_is_freed(
     emulator: Emulator, baseline: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 13: after an invocation, what it imported leaves the collector's generations
-    (gc.freeze); an invocation that imports nothing new freezes nothing, so a cycle it made is
-    still collected."""
+    """Issue 13: the handler's imports leave the collector's generations (gc.freeze) before
+    the run, what the run imported after it; an invocation that imports nothing new freezes
+    nothing, so a cycle it made is still collected."""
+    from secpref_guard.timer import TimerPayload
+
     handler = load(SCHEDULED)
+    steps: list[str] = []
+    freeze, services = gc.freeze, instance.services
+    cycles: list[weakref.ref[Cycle]] = []
+
+    def recorded_freeze() -> None:
+        steps.append("freeze")
+        freeze()
+
+    def services_making_a_cycle(*args: Any) -> Any:
+        steps.append("run")
+        cycles.append(weakref.ref(Cycle()))
+        return services(*args)
+
+    monkeypatch.setattr(gc, "freeze", recorded_freeze)
+    monkeypatch.setattr(instance, "services", services_making_a_cycle)
     monkeypatch.setattr(instance, "_frozen_modules", 0)  # as in a new instance
+    monkeypatch.setattr(instance, "_freezes", 0)
+    monkeypatch.delitem(sys.modules, "secpref_guard.timer")  # the run imports it again
     gc.unfreeze()
     try:
         handler(event("timer.json"), context())
-        frozen = gc.get_freeze_count()
-        assert frozen > 1000
-        assert instance._frozen_modules == len(sys.modules)
+        assert steps == ["freeze", "run", "freeze"]
+        tracked = {id(o) for o in gc.get_objects()}  # the permanent generation is not listed
+        assert id(handlers) not in tracked
+        timer_payload = sys.modules["secpref_guard.timer"].TimerPayload
+        assert timer_payload is not TimerPayload  # imported by the run, then frozen
+        assert id(timer_payload) not in tracked
 
-        cycles: list[weakref.ref[Cycle]] = []
-        services = instance.services
-
-        def services_making_a_cycle(*args: Any) -> Any:
-            cycles.append(weakref.ref(Cycle()))
-            return services(*args)
-
-        monkeypatch.setattr(instance, "services", services_making_a_cycle)
         handler(event("timer.json"), context())
-        assert gc.get_freeze_count() <= frozen  # nothing frozen (some frozen objects freed)
-        assert len(cycles) == 1
+        assert steps == ["freeze", "run", "freeze", "run"]  # nothing new: nothing frozen
         gc.collect()
-        assert cycles[0]() is None
+        assert cycles[1]() is None
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.freezes
+def test_freezing_stops_after_a_few_freezes_whatever_a_process_keeps_importing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(len(sys.modules)))
+    monkeypatch.setattr(instance, "_freezes", 0)
+    for number in range(instance.MAX_FREEZES + 3):
+        monkeypatch.setitem(sys.modules, f"imported_later_{number}", types.ModuleType("later"))
+        instance.freeze_imports()
+        instance.freeze_imports()  # nothing imported in between: no freeze
+    assert len(frozen) == instance.MAX_FREEZES
 
 
 def test_timer_accepts_an_empty_manual_invocation(

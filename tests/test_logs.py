@@ -21,6 +21,7 @@ from secpref_guard import handlers
 from secpref_guard import run as run_module
 from secpref_guard.emulator import DEFAULT_ACCOUNT, Emulator
 from secpref_guard.local import LocalContext, LocalCredentials, LocalFunction, load_handler
+from secpref_guard.logs import silence_sdk_loggers
 
 ROOT = Path(__file__).resolve().parents[1]
 Handler = Callable[[bytes, Any], str]
@@ -407,3 +408,33 @@ def test_an_event_with_line_separators_in_its_fields_logs_one_json_object_per_li
     text = json.dumps(invocation.lines, ensure_ascii=False)
     assert "\u2028" in text  # the name was logged, escaped on the wire, intact when read
     assert invocation.decisions
+
+
+def test_sdk_loggers_are_silenced_again_after_a_reset_and_left_alone_when_silent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every client made calls silence_sdk_loggers: a logger someone turned up again (a new SDK
+    logger, or DEBUG with a handler) is silenced, and a silent one costs no setLevel (which
+    clears the level cache of every logger)."""
+    import io
+
+    sdk_logger = logging.getLogger("aliyunsdkcore.test_reset")
+    monkeypatch.setattr(sdk_logger, "handlers", [logging.StreamHandler(io.StringIO())])
+    monkeypatch.setattr(sdk_logger, "level", logging.DEBUG)
+    monkeypatch.setattr(sdk_logger, "propagate", True)
+    silence_sdk_loggers()
+    assert (sdk_logger.level, sdk_logger.handlers, sdk_logger.propagate) == (
+        logging.CRITICAL + 1,
+        [],
+        False,
+    )
+    levels_set: list[str] = []
+    set_level = logging.Logger.setLevel
+
+    def recorded(self: logging.Logger, level: int | str) -> None:
+        levels_set.append(self.name)
+        set_level(self, level)
+
+    monkeypatch.setattr(logging.Logger, "setLevel", recorded)
+    silence_sdk_loggers()
+    assert levels_set == []

@@ -31,6 +31,8 @@ DEFAULT_FUNCTION_TIMEOUT = 60
 
 
 _frozen_modules = 0  # len(sys.modules) when freeze_imports last froze
+_freezes = 0
+MAX_FREEZES = 8  # a process that keeps importing freezes no more than this
 
 
 def freeze_imports() -> None:
@@ -38,20 +40,24 @@ def freeze_imports() -> None:
 
     Modules, classes, pydantic's schemas and the SDK's endpoint data live as long as the
     process. Left in the collector's generations, every full collection walks them again:
-    during later runs, and at the interpreter's exit, where a cold command-line run spent
-    75-130 ms collecting them (``make bench``). ``gc.freeze`` moves every object tracked now
-    to the permanent generation, which collections skip; reference counting still frees them.
-    It runs only when the process imported something since it last ran (the first
-    invocations of an instance), so the cyclic garbage it keeps for good is that of those few
-    invocations, never of every run. The handlers call it before a run (the handler's imports
-    then cost the collections of the run's own imports nothing: a cold compliant invocation 34
-    ms faster) and after it.
+    during the run's own imports, during later runs, and at the interpreter's exit, where a
+    cold command-line run spent 75-130 ms collecting them (``make bench``). ``gc.freeze``
+    moves every object tracked now to the permanent generation, which collections skip;
+    reference counting still frees them, but a reference cycle among them is never freed.
+
+    So it runs only when the process imported something since it last ran, at most
+    ``MAX_FREEZES`` times: the handlers call it before a run and after it, and a warm
+    instance's later invocations import nothing. What it keeps for good is the cyclic garbage
+    alive at those few moments: of the first invocations, and of whatever another thread of
+    the instance (a concurrent request, the budget's background append) holds then.
     """
-    global _frozen_modules
+    global _frozen_modules, _freezes
     with _lock:
-        if len(sys.modules) != _frozen_modules:
+        modules = len(sys.modules)
+        if modules != _frozen_modules and _freezes < MAX_FREEZES:
             gc.freeze()
-            _frozen_modules = len(sys.modules)
+            _frozen_modules = modules
+            _freezes += 1
 
 
 def reset() -> None:

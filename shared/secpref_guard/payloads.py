@@ -9,9 +9,12 @@ worker never build the audit-event models).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import GuardError
+
+if TYPE_CHECKING:  # the type only: this module stays on the standard library at run time
+    from pydantic import ValidationError
 
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's event size limit; a larger payload is not an event
 MAX_DEPTH = 32
@@ -52,7 +55,7 @@ def load_json(event: bytes | str | dict | None, what: str) -> Any:
         raise EventError(f"{what}: not JSON ({exc.msg} at position {exc.pos})") from None
 
 
-def explain(exc: Any, prefix: str) -> str:
+def explain(exc: ValidationError, prefix: str) -> str:
     """A pydantic ``ValidationError`` of a payload in one line: where (under ``prefix``), what."""
     error = exc.errors()[0]
     where = ".".join(str(p) for p in error["loc"])
