@@ -116,6 +116,8 @@ build: venv
 	@test -n "$(FC_PYTHON)" || { echo "make build: no python$(FC_VERSION) interpreter on this machine \
 	(FC_RUNTIME=$(FC_RUNTIME)); the build compiles with it. Install it (pyenv install $(FC_VERSION)), \
 	pass FC_PYTHON=/path/to/python$(FC_VERSION), or build for python3.10 with FC_RUNTIME=python3.10" >&2; exit 1; }
+	@$(STRIP) --version 2>/dev/null | grep -q "^GNU strip" || { echo "make build: no GNU strip on this machine \
+	(install binutils, or pass STRIP=/path/to/gnu/strip)" >&2; exit 1; }
 	rm -rf $(CODE) && mkdir -p $(CODE)
 	grep -v 'source-only' functions/requirements.txt > build/requirements-binary.txt
 	grep 'source-only' functions/requirements.txt | sed 's/ *#.*//' > build/requirements-source.txt
@@ -132,8 +134,6 @@ build: venv
 	find $(CODE) -mindepth 2 -type d -name tests -prune -exec rm -rf {} +
 	find $(CODE) -type f \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \
 		-o -name '*.c' -o -name '*.h' \) -delete
-	@$(STRIP) --version 2>/dev/null | grep -q GNU || { echo "make build: no GNU strip on this machine \
-	(install binutils, or pass STRIP=/path/to/gnu/strip)" >&2; exit 1; }
 	find $(CODE) -type f \( -name '*.so' -o -name '*.so.*' \) -exec $(STRIP) --strip-unneeded {} +
 	$(FC_PYTHON) -I shared/buildtools/prune_build.py $(CODE) Crypto
 	$(FC_PYTHON) -I -W ignore::SyntaxWarning -m compileall -q -j 0 \

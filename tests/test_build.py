@@ -161,6 +161,21 @@ def test_an_interpreter_the_machine_lacks_fails_the_build_naming_it() -> None:
     assert not (ROOT / "build" / "code-none").exists()
 
 
+def test_a_machine_without_gnu_strip_fails_the_build_before_writing_anything() -> None:
+    completed = subprocess.run(
+        ["make", "build", "STRIP=/bin/false", "CODE=build/code-none"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert "make build: no GNU strip on this machine" in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 2  # the message and make's own line
+    assert not (ROOT / "build" / "code-none").exists()
+
+
 def test_build_has_handlers_at_its_root_and_nothing_the_runtime_does_not_need(
     built: Build,
 ) -> None:
